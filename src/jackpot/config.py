@@ -1,0 +1,133 @@
+"""Validation of a composed config, before any data is loaded or anything is trained.
+
+Each error is one line naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+DATA_CHECKS = ("random_labels", "random_pixels", "random_pixels_labels", "half_dataset")
+MASK_CHECKS = ("layerwise_rearrange",)
+WEIGHT_CHECKS = ("layerwise_shuffle", "reinit")
+LOADERS = ("auto", "torch", "device")
+LOGGERS = ("none", "csv", "wandb")
+TICKET_WEIGHTS = ("init", "trained")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake."""
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _int_at_least(key: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key}={value!r} must be an integer >= {low}")
+    return value
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first invalid value; cheap, touches no data."""
+    from jackpot.data import DATASET_NAMES
+    from jackpot.models import MODEL_NAMES
+    from jackpot.pruning.pruner import METHODS
+
+    _choice("model", cfg.model.name, MODEL_NAMES)
+    _choice("dataset", cfg.dataset.name, DATASET_NAMES)
+    _choice("pruner.method", cfg.pruner.method, sorted(METHODS))
+    _choice("pruner.ticket_weights", cfg.pruner.ticket_weights, TICKET_WEIGHTS)
+    _choice("dataset.loader", cfg.dataset.loader, LOADERS)
+    _choice("logger", cfg.logger.kind, LOGGERS)
+
+    ratio = cfg.ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 <= float(ratio) < 1.0:
+        raise ConfigError(f"ratio={ratio!r} must be a number in [0, 1): the fraction of prunable weights removed")
+    _int_at_least("seed", cfg.seed, 0)
+
+    _validate_schedule(cfg)
+    _validate_dataset(cfg)
+    _validate_checks(cfg, METHODS)
+
+
+def _validate_schedule(cfg: DictConfig) -> None:
+    s = cfg.schedule
+    epochs = _int_at_least("schedule.epochs", s.epochs, 0)
+    for key in ("lr", "momentum", "weight_decay", "gamma"):
+        value = s[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"schedule.{key}={value!r} must be a non-negative number")
+    milestones = list(s.milestones)
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones) or milestones != sorted(
+        milestones
+    ):
+        raise ConfigError(f"schedule.milestones={milestones} must be increasing positive integers (epochs)")
+    if epochs > 0 and milestones and milestones[-1] >= epochs:
+        raise ConfigError(
+            f"schedule.milestones={milestones} must lie before schedule.epochs={epochs}; "
+            f"shorten them too, e.g. schedule.milestones=[{epochs // 2},{3 * epochs // 4 or 1}]"
+        )
+    pretrain = cfg.pruner.get("pretrain_epochs")
+    if pretrain is not None:
+        _int_at_least("pruner.pretrain_epochs", pretrain, 1)
+    rounds = cfg.pruner.get("rounds", 1)
+    _int_at_least("pruner.rounds", rounds, 1)
+
+
+def _validate_dataset(cfg: DictConfig) -> None:
+    d = cfg.dataset
+    _int_at_least("dataset.batch_size", d.batch_size, 1)
+    _int_at_least("dataset.eval_batch_size", d.eval_batch_size, 1)
+    _int_at_least("dataset.num_workers", d.num_workers, 0)
+    _int_at_least("dataset.samples_per_class", d.samples_per_class, 1)
+    for key in ("train_subset", "test_subset"):
+        if d[key] is not None:
+            _int_at_least(f"dataset.{key}", d[key], 1)
+    if d.name != "digits" and not d.download and not Path(d.root).is_dir():
+        raise ConfigError(
+            f"dataset.root={d.root!r} does not exist and dataset.download=false; "
+            f"point dataset.root at the folder holding the {d.name} files or set dataset.download=true"
+        )
+
+
+def _validate_checks(cfg: DictConfig, methods) -> None:
+    check = cfg.sanity_check
+    method = cfg.pruner.method
+    spec = methods[method]
+    name = check.name
+    if check.data is not None:
+        _choice("sanity_check.data", check.data, DATA_CHECKS)
+    if check.mask is not None:
+        _choice("sanity_check.mask", check.mask, MASK_CHECKS)
+    if check.weights is not None:
+        _choice("sanity_check.weights", check.weights, WEIGHT_CHECKS)
+
+    if method == "dense" and name != "none":
+        raise ConfigError(f"sanity_check={name} needs a pruned ticket; pruner=dense has no mask to check")
+    if check.data is not None and spec.when == "init":
+        if check.data == "half_dataset":
+            raise ConfigError(
+                f"sanity_check=half_dataset applies to tickets made after training (the dense run trains on half "
+                f"the data); pruner={method} prunes at init: use random_labels or random_pixels"
+            )
+        if not spec.needs_batches:
+            raise ConfigError(
+                f"sanity_check={name} corrupts the data the mask is made from, but pruner={method} uses no data; "
+                f"it applies to snip, grasp and the methods made after training"
+            )
+    if check.mask == "layerwise_rearrange" and method in ("smart_ratio", "random"):
+        raise ConfigError(
+            f"sanity_check=layerwise_rearrange would not change pruner={method}: its positions are already random"
+        )
+    if check.weights == "layerwise_shuffle" and spec.when == "init" and cfg.pruner.ticket_weights == "init" and (
+        method in ("smart_ratio", "random")
+    ):
+        raise ConfigError(
+            f"sanity_check=layerwise_shuffle on pruner={method} only reshuffles random init values at random "
+            f"positions; it applies to tickets that start from meaningful weights"
+        )

@@ -1,0 +1,97 @@
+"""Lightning callbacks: the pruning callback (make the ticket, keep it pruned) and per-epoch re-seeding."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+
+from jackpot.pruning import Masks
+
+
+class PruningCallback(L.Callback):
+    """Builds the ticket when training (or evaluation) starts and keeps pruned weights exactly zero.
+
+    `make_ticket(model) -> Masks` does the science (see `jackpot.ticket.build_ticket`); this callback decides
+    *when* it runs, saves the masks with the run, logs per-layer density, and after every backward multiplies
+    the masked gradients by the mask in one fused `_foreach_mul_`. With the weight already zero and its
+    gradient zero, SGD's weight decay and momentum add nothing, so the weight stays exactly zero (the official
+    code's gradient masking).
+
+    The masks are part of the callback state, so a resumed run restores them instead of scoring again.
+    """
+
+    def __init__(self, make_ticket: Callable[[torch.nn.Module], Masks], masks_path: str | Path | None = None):
+        self.make_ticket = make_ticket
+        self.masks_path = Path(masks_path) if masks_path is not None else None
+        self.masks: Masks | None = None
+        self.was_restored = False
+
+    # Building ---------------------------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        resuming = stage == "fit" and trainer.ckpt_path is not None
+        if self.masks is None and not resuming:
+            self.masks = self.make_ticket(pl_module.model)
+            if self.masks_path is not None:
+                self.masks.save(self.masks_path)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.masks = Masks(state_dict["masks"])
+        self.was_restored = True
+
+    def state_dict(self) -> dict:
+        return {"masks": self.masks.state_dict()} if self.masks is not None else {}
+
+    def _prepare(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.masks is None:
+            raise RuntimeError("resumed from a checkpoint that holds no masks")
+        self.masks.apply(pl_module.model)  # no-op on a fresh ticket; a guard after a restore
+        weights, floats = self.masks.as_float(pl_module.model)
+        self._weights, self._float_masks = weights, floats
+        densities = {f"density/{name}": self.masks.density(name) for name in self.masks}
+        densities["density/total"] = self.masks.density()
+        for logger in trainer.loggers:
+            logger.log_metrics(densities, step=0)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._prepare(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.training and not hasattr(self, "_weights"):
+            self._prepare(trainer, pl_module)
+
+    # Keeping it pruned ------------------------------------------------------------------------------------------
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        grads = [w.grad for w in self._weights]
+        if any(g is None for g in grads):
+            pairs = [(g, m) for g, m in zip(grads, self._float_masks, strict=True) if g is not None]
+            if not pairs:
+                return
+            grads, masks = map(list, zip(*pairs, strict=True))
+        else:
+            masks = self._float_masks
+        torch._foreach_mul_(grads, masks)
+
+
+class EpochSeed(L.Callback):
+    """Re-seed every RNG at the start of each epoch from (seed, epoch).
+
+    An epoch's shuffling and augmentation then depend only on the seed and the epoch number, so a run resumed
+    from an epoch-end checkpoint replays exactly what the uninterrupted run did.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch_seed = (self.seed * 7919 + trainer.current_epoch * 104729) % (2**31)
+        torch.manual_seed(epoch_seed)
+        random.seed(epoch_seed)
+        np.random.seed(epoch_seed)
+        loader = trainer.train_dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(trainer.current_epoch)

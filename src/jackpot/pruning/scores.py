@@ -1,0 +1,221 @@
+"""Per-weight scores that rank the prunable weights: SNIP, GraSP, magnitude, OBD, random.
+
+Every function returns ``{name: score}`` with the names, order and shapes of ``prunable_weights(model)``.
+Scores that need gradients are computed on a deep copy of the model, so the caller's weights, BatchNorm
+running statistics and ``.grad`` fields are never touched (the official code also scores a ``deepcopy``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jackpot.pruning.masks import prunable_weights
+
+Batch = tuple[Tensor, Tensor]
+Batches = Batch | Iterable[Batch]
+Scores = dict[str, Tensor]
+
+OBD_ESTIMATORS = ("fisher", "hutchinson")
+
+
+def as_batch_list(batches: Batches) -> list[Batch]:
+    """A single ``(x, y)`` pair or an iterable of pairs -> a list of pairs (used as given, no re-sampling)."""
+    if isinstance(batches, (tuple, list)) and len(batches) == 2 and all(isinstance(t, Tensor) for t in batches):
+        return [(batches[0], batches[1])]
+    pairs = []
+    for item in batches:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, Tensor) for t in item)):
+            raise ValueError("batches must be an (x, y) tensor pair or an iterable of (x, y) tensor pairs")
+        pairs.append((item[0], item[1]))
+    if not pairs:
+        raise ValueError("batches is empty: scoring needs at least one (x, y) pair")
+    return pairs
+
+
+def _scoring_copy(model: nn.Module, train: bool) -> tuple[nn.Module, list[tuple[str, Tensor]]]:
+    """A deep copy in train or eval mode, its prunable weights requiring grad and its grads cleared."""
+    net = copy.deepcopy(model)
+    net.train(train)
+    net.zero_grad(set_to_none=True)
+    weights = prunable_weights(net)
+    for _, weight in weights:
+        weight.requires_grad_(True)
+    return net, weights
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def _loss(net: nn.Module, x: Tensor, y: Tensor, temperature: float = 1.0) -> Tensor:
+    device = _device_of(net)
+    logits = net(x.to(device))
+    if temperature != 1.0:
+        logits = logits / temperature
+    return F.cross_entropy(logits, y.to(device))
+
+
+def snip_scores(model: nn.Module, batches: Batches) -> Scores:
+    """SNIP connection sensitivity |w * dL/dw| (Lee et al. 2019; official ``pruner/SNIP.py``).
+
+    Train-mode copy (BatchNorm uses batch statistics), no re-initialisation, mean cross-entropy over each
+    ``(x, y)`` pair in one forward/backward; with several pairs the gradients are summed, as the official
+    ``num_iters > 1`` path accumulates ``loss.backward()``.
+    """
+    net, weights = _scoring_copy(model, train=True)
+    params = [w for _, w in weights]
+    grads = [torch.zeros_like(w) for w in params]
+    for x, y in as_batch_list(batches):
+        for acc, grad in zip(grads, torch.autograd.grad(_loss(net, x, y), params), strict=True):
+            acc.add_(grad)
+    return {name: (w.detach() * g).abs() for (name, w), g in zip(weights, grads, strict=True)}
+
+
+def _reinit_classifier(net: nn.Module, generator: torch.Generator | None) -> None:
+    """GraSP's ``reinit=True``: xavier_normal on every Linear weight of the scoring copy only."""
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_normal_(module.weight, generator=generator)
+
+
+def _halves(batches: Batches) -> list[Batch]:
+    """Split each pair into its first N//2 and remaining samples, as GraSP does with its class-sorted batch."""
+    halves = []
+    for x, y in as_batch_list(batches):
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(f"GraSP splits every batch into two halves; got a batch of {n} sample(s)")
+        halves += [(x[: n // 2], y[: n // 2]), (x[n // 2 :], y[n // 2 :])]
+    return halves
+
+
+def grasp_hessian_gradient(
+    model: nn.Module,
+    batches: Batches,
+    temperature: float = 200.0,
+    reinit_classifier: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[Scores, Scores]:
+    """(weights of the scoring copy, H g) with GraSP's half-split semantics (official ``pruner/GraSP.py``).
+
+    g = sum over halves of dL_half/dw (no graph); H g = sum over halves of d/dw (g_detached . dL_half/dw),
+    i.e. the Hessian of L_half1 + L_half2 times g. Logits are divided by ``temperature``; train-mode BatchNorm.
+    """
+    net, weights = _scoring_copy(model, train=True)
+    if reinit_classifier:
+        with torch.no_grad():
+            _reinit_classifier(net, generator)
+    params = [w for _, w in weights]
+    halves = _halves(batches)
+
+    g = [torch.zeros_like(w) for w in params]
+    for x, y in halves:
+        for acc, grad in zip(g, torch.autograd.grad(_loss(net, x, y, temperature), params), strict=True):
+            acc.add_(grad)
+
+    hg = [torch.zeros_like(w) for w in params]
+    for x, y in halves:
+        grad_f = torch.autograd.grad(_loss(net, x, y, temperature), params, create_graph=True)
+        z = sum((g_l.detach() * f_l).sum() for g_l, f_l in zip(g, grad_f, strict=True))
+        for acc, grad in zip(hg, torch.autograd.grad(z, params), strict=True):
+            acc.add_(grad)
+
+    names = [name for name, _ in weights]
+    return dict(zip(names, (w.detach() for w in params), strict=True)), dict(zip(names, hg, strict=True))
+
+
+def grasp_scores(
+    model: nn.Module,
+    batches: Batches,
+    temperature: float = 200.0,
+    reinit_classifier: bool = True,
+    generator: torch.Generator | None = None,
+) -> Scores:
+    """GraSP score S = -w * (H g) (Wang et al. 2020); the budget then removes the *largest* S.
+
+    ``w`` is the scoring copy's weight, so with ``reinit_classifier`` the classifier is scored with its
+    xavier re-initialised values (as in the official code); the caller's model keeps its own classifier.
+    ``generator`` only drives that re-init (None: the global RNG, as the official code).
+    """
+    weights, hg = grasp_hessian_gradient(model, batches, temperature, reinit_classifier, generator)
+    return {name: -weights[name] * hg[name] for name in weights}
+
+
+def magnitude_scores(model: nn.Module) -> Scores:
+    """|w| of the model's current weights (magnitude pruning; pruned zeros score 0)."""
+    return {name: w.detach().abs().clone() for name, w in prunable_weights(model)}
+
+
+def random_scores(model: nn.Module, generator: torch.Generator | None = None) -> Scores:
+    """Uniform [0, 1) scores drawn per layer in module order (a random global ranking)."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    return {
+        name: torch.rand(w.shape, generator=generator, device=device).to(w.device)
+        for name, w in prunable_weights(model)
+    }
+
+
+def _fisher_diagonal(net: nn.Module, params: Sequence[Tensor], batches: list[Batch]) -> list[Tensor]:
+    """Empirical Fisher diagonal: mean over batches of (dL_batch/dw)^2."""
+    diag = [torch.zeros_like(w) for w in params]
+    for x, y in batches:
+        for acc, grad in zip(diag, torch.autograd.grad(_loss(net, x, y), params), strict=True):
+            acc.add_(grad.square())
+    return [d / len(batches) for d in diag]
+
+
+def _rademacher(shape: torch.Size, like: Tensor, generator: torch.Generator) -> Tensor:
+    signs = torch.randint(0, 2, shape, generator=generator, device=generator.device)
+    return (signs * 2 - 1).to(device=like.device, dtype=like.dtype)
+
+
+def _hutchinson_diagonal(
+    net: nn.Module, params: Sequence[Tensor], batches: list[Batch], probes: int, generator: torch.Generator
+) -> list[Tensor]:
+    """Hutchinson's estimate of diag(H) = E[v * Hv], v Rademacher, H the Hessian of the mean batch loss.
+
+    Hessian-vector products by double backward; each batch's gradient graph is reused for all its probes.
+    """
+    diag = [torch.zeros_like(w) for w in params]
+    for x, y in batches:
+        grads = torch.autograd.grad(_loss(net, x, y), params, create_graph=True)
+        for _ in range(probes):
+            vs = [_rademacher(w.shape, w, generator) for w in params]
+            gv = sum((g * v).sum() for g, v in zip(grads, vs, strict=True))
+            hvs = torch.autograd.grad(gv, params, retain_graph=True)
+            for acc, v, hv in zip(diag, vs, hvs, strict=True):
+                acc.add_(v * hv)
+    return [d / (len(batches) * probes) for d in diag]
+
+
+def obd_scores(
+    model: nn.Module,
+    batches: Batches,
+    estimator: str = "fisher",
+    probes: int = 16,
+    seed: int = 0,
+) -> Scores:
+    """Optimal Brain Damage saliency 0.5 * h_ii * w_i^2 (LeCun et al. 1990) of the trained network.
+
+    The copy is in **eval mode** (BatchNorm uses its running statistics): OBD scores the trained network as it
+    is evaluated, and the per-sample losses stay independent. ``estimator="fisher"`` (the spec's default
+    assumption, §4.5): h_ii = mean over batches of (dL/dw_i)^2. ``estimator="hutchinson"``: h_ii = E[v_i (Hv)_i]
+    with ``probes`` Rademacher vectors per batch, drawn from a generator seeded with ``seed``.
+    """
+    if estimator not in OBD_ESTIMATORS:
+        raise ValueError(f"unknown OBD estimator {estimator!r}; allowed: {', '.join(OBD_ESTIMATORS)}")
+    if probes < 1:
+        raise ValueError(f"probes must be >= 1, got {probes}")
+    net, weights = _scoring_copy(model, train=False)
+    params = [w for _, w in weights]
+    pairs = as_batch_list(batches)
+    if estimator == "fisher":
+        diag = _fisher_diagonal(net, params, pairs)
+    else:
+        diag = _hutchinson_diagonal(net, params, pairs, probes, torch.Generator().manual_seed(seed))
+    return {name: 0.5 * h * w.detach().square() for (name, w), h in zip(weights, diag, strict=True)}

@@ -1,0 +1,60 @@
+"""The per-run results file: what a table cell needs, written atomically, read defensively."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jackpot.io import write_json_atomic
+
+RESULTS_FILE = "results.json"
+SCHEMA_VERSION = 1
+CELL_KEYS = ("model", "dataset", "pruner", "sanity_check", "ratio", "seed")
+STATUSES = ("complete", "failed")
+
+
+class MalformedResults(ValueError):
+    """A results file that cannot be trusted (unreadable JSON, missing keys, wrong types)."""
+
+
+def write_results(output_dir: str | Path, payload: dict[str, Any]) -> Path:
+    path = Path(output_dir) / RESULTS_FILE
+    write_json_atomic(path, {"schema": SCHEMA_VERSION, **payload})
+    return path
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Parse and check one results file; raise MalformedResults saying what is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MalformedResults(f"{path}: not readable JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise MalformedResults(f"{path}: expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in ("status", "cell") if k not in data]
+    if missing:
+        raise MalformedResults(f"{path}: missing keys {missing}")
+    if data["status"] not in STATUSES:
+        raise MalformedResults(f"{path}: status={data['status']!r}, expected one of {STATUSES}")
+    cell = data["cell"]
+    if not isinstance(cell, dict) or any(k not in cell for k in CELL_KEYS):
+        raise MalformedResults(f"{path}: cell must hold {CELL_KEYS}")
+    if data["status"] == "complete":
+        for key in ("final_acc", "best_acc"):
+            if not isinstance(data.get(key), int | float):
+                raise MalformedResults(f"{path}: {key} must be a number for a complete run")
+    return data
+
+
+def is_complete(output_dir: str | Path, config_hash: str | None = None) -> bool:
+    """True when `output_dir` holds a complete results file (of the same config, if a hash is given)."""
+    path = Path(output_dir) / RESULTS_FILE
+    if not path.exists():
+        return False
+    try:
+        data = read_results(path)
+    except MalformedResults:
+        return False
+    return data["status"] == "complete" and (config_hash is None or data.get("config_hash") == config_hash)

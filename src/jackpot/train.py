@@ -1,0 +1,241 @@
+"""run(cfg): one table cell, end to end. Validate, build, (dense trunk, cached), ticket, train, results."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+import jackpot
+from jackpot.checkpoint_io import AtomicCheckpointIO
+from jackpot.config import ConfigError, validate
+from jackpot.data import ImageDataModule
+from jackpot.io import write_json_atomic
+from jackpot.lightning.callbacks import EpochSeed, PruningCallback
+from jackpot.lightning.module import ClassificationModule, Schedule
+from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
+from jackpot.models import build_model
+from jackpot.pruning.pruner import METHODS
+from jackpot.results import RESULTS_FILE, is_complete, read_results, write_results
+from jackpot.ticket import TicketRecipe, build_ticket
+from jackpot.trunk import Trunk, TrunkCache
+
+REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + this
+# Keys that do not change what a run computes: excluded from the run's config hash.
+_HASH_EXCLUDE = ("paths", "logger", "tags", "name")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in _HASH_EXCLUDE:
+        container.pop(key, None)
+    trainer = dict(container.get("trainer", {}))
+    trainer.pop("enable_progress_bar", None)
+    container["trainer"] = trainer
+    text = json.dumps(container, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _use_gpu(cfg: DictConfig) -> bool:
+    accel = cfg.trainer.accelerator
+    return accel == "gpu" or (accel == "auto" and torch.cuda.is_available())
+
+
+def make_datamodule(cfg: DictConfig, corruption: str | None) -> ImageDataModule:
+    d = cfg.dataset
+    gpu = _use_gpu(cfg)
+    loader = d.loader if d.loader != "auto" else ("device" if gpu else "torch")
+    return ImageDataModule(
+        name=d.name, root=str(d.root), batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
+        num_workers=d.num_workers, loader=loader, device="cuda" if gpu and loader == "device" else "cpu",
+        augment=d.augment, hflip=d.hflip, corruption=corruption, seed=int(cfg.seed), download=d.download,
+        verify_md5=d.verify_md5, train_subset=d.train_subset, test_subset=d.test_subset,
+    )
+
+
+def make_model(cfg: DictConfig, num_classes: int, seed: int) -> torch.nn.Module:
+    """The network with the init drawn from `seed` (the same seed gives the same init, trunk and ticket alike)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(cfg.model.name, num_classes)
+
+
+def make_schedule(cfg: DictConfig, epochs: int | None = None) -> Schedule:
+    s = cfg.schedule
+    return Schedule(
+        epochs=int(s.epochs if epochs is None else epochs), lr=float(s.lr), momentum=float(s.momentum),
+        weight_decay=float(s.weight_decay), nesterov=bool(s.nesterov), milestones=tuple(s.milestones),
+        gamma=float(s.gamma),
+    )
+
+
+def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks: list, loggers: list) -> L.Trainer:
+    t = cfg.trainer
+    gpu = _use_gpu(cfg)
+    precision = t.precision if t.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
+    if ckpt_dir is not None:
+        callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="epoch{epoch:03d}",
+                                                 save_last=True, save_top_k=0,
+                                                 every_n_epochs=t.checkpoint_every_n_epochs)]
+    return L.Trainer(
+        accelerator="gpu" if gpu else "cpu", devices=t.devices, precision=precision, max_epochs=epochs,
+        deterministic=t.deterministic, enable_progress_bar=t.enable_progress_bar, enable_model_summary=False,
+        log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0, callbacks=callbacks,
+        logger=loggers or False, enable_checkpointing=ckpt_dir is not None, plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(ckpt_dir.parent) if ckpt_dir is not None else None,
+    )
+
+
+def _channels_last(cfg: DictConfig) -> bool:
+    return cfg.trainer.channels_last in ("auto", True)
+
+
+def _last_checkpoint(ckpt_dir: Path) -> str | None:
+    last = ckpt_dir / "last.ckpt"
+    return str(last) if last.exists() else None
+
+
+def trunk_spec(cfg: DictConfig) -> dict[str, Any]:
+    """Everything that decides the dense trunk (its cache key)."""
+    d = cfg.dataset
+    return {
+        "model": cfg.model.name, "dataset": d.name, "train_subset": d.train_subset, "batch_size": d.batch_size,
+        "augment": d.augment, "hflip": d.hflip, "data_check": cfg.sanity_check.data,
+        "schedule": OmegaConf.to_container(cfg.schedule, resolve=True),
+        "pretrain_epochs": pretrain_epochs(cfg), "seed": int(cfg.seed),
+        "limit_train_batches": cfg.trainer.limit_train_batches, "precision": cfg.trainer.precision,
+    }
+
+
+def pretrain_epochs(cfg: DictConfig) -> int:
+    epochs = cfg.pruner.get("pretrain_epochs")
+    return int(cfg.schedule.epochs if epochs is None else epochs)
+
+
+def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path) -> tuple[dict, dict]:
+    """Train the dense network on the data of the data check (clean if none); resumable from `work_dir`."""
+    model = make_model(cfg, num_classes, int(cfg.seed))
+    init_state = copy.deepcopy(model.state_dict())
+    datamodule = make_datamodule(cfg, corruption=cfg.sanity_check.data)
+    module = ClassificationModule(model, make_schedule(cfg, pretrain_epochs(cfg)), _channels_last(cfg))
+    ckpt_dir = work_dir / "checkpoints"
+    trainer = make_trainer(cfg, pretrain_epochs(cfg), ckpt_dir, [EpochSeed(int(cfg.seed))], [])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
+    return init_state, module.model.state_dict()
+
+
+def _guard_output_dir(output_dir: Path, digest: str) -> None:
+    """Refuse to mix two different configs in one output dir (their checkpoints would be resumed wrongly)."""
+    marker = output_dir / "run_config.json"
+    if marker.exists():
+        stored = json.loads(marker.read_text()).get("config_hash")
+        if stored != digest:
+            raise ConfigError(
+                f"output dir {output_dir} holds a run of another config (hash {stored}, this one {digest}); "
+                f"give this variant its own name=... or remove that folder"
+            )
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run one cell; returns the results dict (also written to <output_dir>/results.json)."""
+    validate(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    digest = config_hash(cfg)
+    if is_complete(output_dir, digest):
+        results = read_results(output_dir / RESULTS_FILE)
+        results["skipped"] = True
+        return results
+    _guard_output_dir(output_dir, digest)
+    write_json_atomic(output_dir / "run_config.json",
+                      {"config_hash": digest, "config": OmegaConf.to_container(cfg, resolve=True)})
+
+    started = time.time()
+    torch.set_float32_matmul_precision("high")
+    seed = int(cfg.seed)
+    datamodule = make_datamodule(cfg, corruption=None)
+    datamodule.prepare_data()  # missing or corrupted files fail here, before any scoring or training
+    num_classes = datamodule.num_classes
+
+    model = make_model(cfg, num_classes, seed)
+    init_state = copy.deepcopy(model.state_dict())
+    method = METHODS[cfg.pruner.method]
+    trunk: Trunk | None = None
+    if method.when == "trained":
+        cache = TrunkCache(cfg.paths.cache_dir)
+        trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work))
+        init_state = trunk.init_state
+
+    check = cfg.sanity_check
+    recipe = TicketRecipe(
+        method=cfg.pruner.method, ratio=float(cfg.ratio),
+        options=OmegaConf.to_container(cfg.pruner.options, resolve=True), ticket_weights=cfg.pruner.ticket_weights,
+        mask_check=check.mask, weight_check=check.weights, seed=seed,
+    )
+    # Scoring data: for init methods the data check corrupts it; after training, the trunk already saw it.
+    scoring_module = make_datamodule(cfg, corruption=check.data if method.when == "init" else None)
+
+    def scoring_batches():
+        return scoring_module.scoring_batch(cfg.dataset.samples_per_class, seed=seed)
+
+    def make_ticket(net: torch.nn.Module):
+        return build_ticket(
+            net, recipe, init_state=init_state, trained_state=trunk.trained_state if trunk else None,
+            batches=scoring_batches,
+            fresh_init=lambda: make_model(cfg, num_classes, seed + REINIT_SEED_OFFSET).state_dict(),
+        )
+
+    pruning = PruningCallback(make_ticket, masks_path=output_dir / "masks.pt")
+    module = ClassificationModule(model, make_schedule(cfg), _channels_last(cfg))
+    if cfg.trainer.compile:
+        module.compile_model()
+    loggers = build_loggers(cfg, output_dir, digest)
+    epochs = int(cfg.schedule.epochs)
+    ckpt_dir = output_dir / "checkpoints"
+    trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, [pruning, EpochSeed(seed)], loggers)
+    failed = True
+    try:
+        if epochs == 0:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        else:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
+        failed = module.nonfinite_loss
+    finally:
+        summary = {"final_acc": module.final_acc, "best_acc": module.best_acc}
+        finish_loggers(loggers, summary, failed)
+
+    masks = pruning.masks
+    results = {
+        "status": "failed" if failed else "complete",
+        "reason": "loss became NaN or infinite" if module.nonfinite_loss else None,
+        "cell": cell_keys(cfg),
+        "cell_name": cell_name(cfg),
+        "name": cfg.name,
+        "config_hash": digest,
+        "final_acc": module.final_acc,
+        "best_acc": module.best_acc,
+        "epochs": epochs,
+        "kept": masks.kept(),
+        "total": masks.total(),
+        "density": masks.density(),
+        "layers": masks.layer_table(),
+        "masks_file": "masks.pt",
+        "trunk": None if trunk is None else {"hash": trunk.hash, "reused": trunk.reused, "path": str(trunk.path)},
+        "resumed": pruning.was_restored,
+        "history": module.history,
+        "wall_time_s": round(time.time() - started, 3),
+        "versions": {"jackpot": jackpot.__version__, "torch": torch.__version__, "lightning": L.__version__,
+                     "python": platform.python_version()},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_results(output_dir, results)
+    return results

@@ -1,0 +1,71 @@
+"""The dense trunk: trained once, stored under a hash of everything that decides it, shared by every run.
+
+Two jobs that need the same trunk at the same time take a file lock: the first trains it, the second waits and
+then reads it. The trunk file is written to a temp file and renamed, so a reader never sees half of it. It
+holds the init weights too (lottery tickets rewind to them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+
+from jackpot.io import torch_load_safe, torch_save_atomic
+
+TRUNK_FORMAT = 1
+StateDict = Mapping[str, torch.Tensor]
+
+
+def trunk_hash(spec: Mapping[str, Any]) -> str:
+    """A stable short hash of the trunk's spec (JSON with sorted keys)."""
+    text = json.dumps({"format": TRUNK_FORMAT, **spec}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Trunk:
+    hash: str
+    path: Path
+    reused: bool
+    init_state: dict[str, torch.Tensor]
+    trained_state: dict[str, torch.Tensor]
+
+
+class TrunkCache:
+    """A folder of trunks: `<cache_dir>/<hash>/{trunk.pt, spec.json, work/}`."""
+
+    def __init__(self, cache_dir: str | Path):
+        self.cache_dir = Path(cache_dir)
+
+    def folder(self, key: str) -> Path:
+        return self.cache_dir / key
+
+    def obtain(
+        self,
+        spec: Mapping[str, Any],
+        train: Callable[[Path], tuple[StateDict, StateDict]],
+    ) -> Trunk:
+        """Return the trunk for `spec`, training it with `train(work_dir) -> (init, trained)` if absent."""
+        key = trunk_hash(spec)
+        folder = self.folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "trunk.pt"
+        with FileLock(str(folder / "trunk.lock")):
+            if path.exists():
+                stored = torch_load_safe(path)
+                return Trunk(key, path, True, stored["init"], stored["trained"])
+            (folder / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
+            init_state, trained_state = train(folder / "work")
+            payload = {
+                "init": {k: v.detach().cpu().clone() for k, v in init_state.items()},
+                "trained": {k: v.detach().cpu().clone() for k, v in trained_state.items()},
+            }
+            torch_save_atomic(payload, path)
+            return Trunk(key, path, False, payload["init"], payload["trained"])
