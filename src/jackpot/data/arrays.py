@@ -11,7 +11,7 @@ Stats = tuple[float, float, float]
 
 @dataclass(frozen=True)
 class ImageArrays:
-    """Train and test images as uint8 (N, 32, 32, 3) HWC, targets as int64 (N,), plus normalisation constants."""
+    """Train and test images as uint8 (N, 32, 32, 3) HWC, int64 (N,) targets, normalisation constants."""
 
     train_images: np.ndarray
     train_targets: np.ndarray
@@ -22,10 +22,15 @@ class ImageArrays:
     std: Stats
 
     def __post_init__(self) -> None:
-        for images, targets in ((self.train_images, self.train_targets), (self.test_images, self.test_targets)):
+        for images, targets in (
+            (self.train_images, self.train_targets),
+            (self.test_images, self.test_targets),
+        ):
             check_images(images)
             if targets.dtype != np.int64 or targets.shape != (len(images),):
-                raise ValueError(f"targets must be int64 of shape ({len(images)},), got {targets.dtype} {targets.shape}")
+                raise ValueError(
+                    f"targets must be int64 of shape ({len(images)},), got {targets.dtype} {targets.shape}"
+                )
 
 
 def check_images(images: np.ndarray) -> None:

@@ -1,8 +1,8 @@
 """CIFAR-10/100 through torchvision's own classes, with errors that say which file and which config key.
 
-torchvision checks the md5 of every file even with ``download=False`` (CPU_BASELINE §3), which rejects generated
-test folders. ``verify_md5=False`` switches that off explicitly through the ``_Unchecked*`` subclasses below,
-whose file lists carry ``md5=None`` (torchvision then only checks that each file exists).
+torchvision checks the md5 of every file even with ``download=False`` (CPU_BASELINE §3), which rejects
+generated test folders. ``verify_md5=False`` switches that off explicitly through the ``_Unchecked*``
+subclasses below, whose file lists carry ``md5=None`` (torchvision then only checks that each file exists).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _expected(name: str) -> list[tuple[str, str]]:
 
 
 def cifar_folder(name: str, root: str | os.PathLike) -> Path:
-    """Where torchvision expects the extracted files: ``<root>/cifar-10-batches-py`` or ``cifar-100-python``."""
+    """Where torchvision expects the files: ``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python``."""
     return Path(root) / cifar_class(name).base_folder
 
 
@@ -88,12 +88,14 @@ def _placement_help(name: str, root: str | os.PathLike) -> str:
 
 
 def ensure_cifar_files(name: str, root: str | os.PathLike, download: bool = True) -> None:
-    """Make sure every file exists, downloading with torchvision if allowed; raise `DatasetError` otherwise."""
+    """Make sure every file exists, downloading with torchvision if allowed; else raise `DatasetError`."""
     if not missing_files(name, root):
         return
     title = _TITLES[name]
     if not download:
-        raise DatasetError(f"{title} files are missing and dataset.download=false. {_placement_help(name, root)}")
+        raise DatasetError(
+            f"{title} files are missing and dataset.download=false. {_placement_help(name, root)}"
+        )
     Path(root).mkdir(parents=True, exist_ok=True)
     with FileLock(str(Path(root) / f".{cifar_class(name).base_folder}.lock")):
         if not missing_files(name, root):  # another process finished the download while we waited
@@ -107,7 +109,9 @@ def ensure_cifar_files(name: str, root: str | os.PathLike, download: bool = True
                 f"{_placement_help(name, root)}"
             ) from err
     if missing := missing_files(name, root):
-        raise DatasetError(f"{title} download finished but {missing[0]} is missing. {_placement_help(name, root)}")
+        raise DatasetError(
+            f"{title} download finished but {missing[0]} is missing. {_placement_help(name, root)}"
+        )
 
 
 def _md5_problem(name: str, root: str | os.PathLike) -> DatasetError | None:
@@ -133,10 +137,10 @@ def _unreadable_problem(name: str, root: str | os.PathLike) -> DatasetError | No
                 entry = pickle.load(handle, encoding="latin1")
             if "data" in entry:
                 np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        except Exception as err:  # noqa: BLE001 - any failure here means this file is the bad one
+        except Exception as err:  # any failure here means this file is the bad one
             return DatasetError(
-                f"{_TITLES[name]} file {path} cannot be read ({type(err).__name__}: {err}): it is truncated or "
-                f"not a CIFAR pickle. Delete {folder} and place fresh files there "
+                f"{_TITLES[name]} file {path} cannot be read ({type(err).__name__}: {err}): it is truncated "
+                f"or not a CIFAR pickle. Delete {folder} and place fresh files there "
                 f"(dataset.download=true, or from {CIFAR_PAGE})."
             )
     return None

@@ -75,12 +75,14 @@ class ClassificationModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._train_sums.zero_()
+        # read here: Lightning steps epoch schedulers before on_train_epoch_end
+        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_epoch_end(self) -> None:
         loss_sum, correct, n = self._train_sums.tolist()  # one host sync per epoch
         if n:
             train = {"train/loss": loss_sum / n, "train/acc": correct / n,
-                     "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+                     "lr": self._epoch_lr}
             if not torch.isfinite(torch.tensor(loss_sum)):
                 self.nonfinite_loss = True
                 self.trainer.should_stop = True

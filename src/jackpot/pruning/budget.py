@@ -20,7 +20,7 @@ EPS = 1e-10
 def check_ratio(ratio: float) -> float:
     """Reject anything that is not a fraction removed in [0, 1)."""
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
-        raise ValueError(f"ratio is the fraction of prunable weights removed and must be in [0, 1); got {ratio!r}")
+        raise ValueError(f"ratio (fraction of prunable weights removed) must be in [0, 1); got {ratio!r}")
     return float(ratio)
 
 
@@ -30,10 +30,10 @@ def _flat(scores: Mapping[str, Tensor]) -> Tensor:
 
 def _kth_largest(values: Tensor, k: int) -> Tensor:
     """The k-th largest entry (1-based), i.e. ``topk(values, k)[-1]`` without materialising the top k."""
-    return torch.kthvalue(values.float().cpu() if values.is_mps else values, values.numel() - k + 1).values
+    return torch.kthvalue(values, values.numel() - k + 1).values
 
 
-# Global one-shot rules ------------------------------------------------------------------------------------------
+# Global one-shot rules --------------------------------------------------------------------------------------
 def snip_global(scores: Mapping[str, Tensor], ratio: float) -> Masks:
     """SNIP: normalise by |sum| + 1e-10, keep scores >= the int(N(1-p))-th largest (ties kept)."""
     ratio = check_ratio(ratio)
@@ -49,13 +49,14 @@ def snip_global(scores: Mapping[str, Tensor], ratio: float) -> Masks:
 def grasp_global(scores: Mapping[str, Tensor], ratio: float) -> Masks:
     """GraSP: normalise by |sum| + 1e-10 and remove the largest scores.
 
-    threshold = the int(N p)-th largest normalised score, keep = score <= threshold: the threshold weight itself
-    survives, so int(N p) - 1 weights are removed absent ties (off-by-one inherited from the official code).
+    threshold = the int(N p)-th largest normalised score, keep = score <= threshold: the threshold weight
+    itself survives, so int(N p) - 1 weights are removed absent ties (off-by-one inherited from the official
+    code).
     p = 0 keeps everything (the official code would fail on an empty top-k).
     """
     ratio = check_ratio(ratio)
     flat = _flat(scores)
-    n_remove = int(flat.numel() * (1 - (1 - ratio)))  # the official spelling: keep_ratio = 1 - p; 1 - keep_ratio
+    n_remove = int(flat.numel() * (1 - (1 - ratio)))  # official: keep_ratio = 1 - p; remove 1 - keep_ratio
     if n_remove == 0:
         return {name: torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
     norm = flat.sum().abs() + EPS
@@ -90,11 +91,11 @@ def lottery_global(
 ) -> Masks:
     """LT_prune.py: global magnitude over conv weights only; Linear layers keep their nonzero weights.
 
-    threshold = ascending-sorted |w_conv|[total - total_nonzero + int(total_nonzero * p)], where total counts conv
-    and linear weights and total_nonzero the nonzero ones; convs keep |w| > threshold. On a dense net this removes
-    int(N p) + 1 conv weights; on an already pruned net (zeros, or ``current_masks``) it removes p of the
-    remaining ones, so repeated calls give iterative magnitude pruning. The counts are float32, as in the
-    official code (``total_nonzero`` is a float32 CUDA sum there).
+    threshold = ascending-sorted |w_conv|[total - total_nonzero + int(total_nonzero * p)], where total
+    counts conv and linear weights and total_nonzero the nonzero ones; convs keep |w| > threshold. On a dense
+    net this removes int(N p) + 1 conv weights; on an already pruned net (zeros, or ``current_masks``) it
+    removes p of the remaining ones, so repeated calls give iterative magnitude pruning. The counts are
+    float32, as in the official code (``total_nonzero`` is a float32 CUDA sum there).
     """
     ratio = check_ratio(ratio)
     names = list(weights)
@@ -128,7 +129,7 @@ def lottery_global(
     }
 
 
-# Layerwise counts -----------------------------------------------------------------------------------------------
+# Layerwise counts -------------------------------------------------------------------------------------------
 def uniform_counts(layer_sizes: Sequence[int], ratio: float) -> list[int]:
     """The same keep ratio in every layer (classifier included): int(N_l (1-p))."""
     ratio = check_ratio(ratio)
@@ -150,10 +151,11 @@ def smart_ratio_counts(
 
     Layers l = 1..L in module order (L counts the classifier and shortcut convs). r_l = (L-l+1)^2 + (L-l+1),
     divided by l^2 for VGG; the classifier (``is_linear``, default: the last layer) keeps
-    int(linear_keep_ratio N_lin); convs share goal = int(N (1-p)) - int(0.3 N_lin) through q_l = r_l goal / TEST,
-    TEST = sum_conv int(N_l r_l); overflow (q_l >= 1) spills forward until absorbed. All arithmetic on N_l, r_l
-    and q_l is float32 because the official code keeps them in float32 tensors (this changes some counts by one
-    against float64, e.g. int(20024000 * (1 - 0.9)) is 2002400 in float32 and 2002399 in float64).
+    int(linear_keep_ratio N_lin); convs share goal = int(N (1-p)) - int(0.3 N_lin) through
+    q_l = r_l goal / TEST, TEST = sum_conv int(N_l r_l); overflow (q_l >= 1) spills forward until absorbed.
+    All arithmetic on N_l, r_l and q_l is float32 because the official code keeps them in float32 tensors
+    (this changes some counts by one against float64: int(20024000 * (1 - 0.9)) is 2002400 in float32 and
+    2002399 in float64).
     """
     ratio = check_ratio(ratio)
     n_layers = len(layer_sizes)
@@ -173,7 +175,8 @@ def smart_ratio_counts(
     goal = int(total * (1 - ratio)) - int(linear_total * linear_keep_ratio)
     if test == 0 or goal <= 0:
         raise ValueError(
-            f"smart ratio has no conv budget at ratio {ratio} (goal {goal}, linear_keep_ratio {linear_keep_ratio})"
+            f"smart ratio has no conv budget at ratio {ratio} "
+            f"(goal {goal}, linear_keep_ratio {linear_keep_ratio})"
         )
     k = goal / test
 
@@ -211,7 +214,7 @@ def _spill_forward(keep: list[Tensor], sizes: list[Tensor], linear: list[bool]) 
             return
 
 
-# Positions within a layer ---------------------------------------------------------------------------------------
+# Positions within a layer -----------------------------------------------------------------------------------
 def random_positions(
     shapes_and_counts: Sequence[tuple[Sequence[int], int]], generator: torch.Generator | None = None
 ) -> list[Tensor]:

@@ -23,13 +23,17 @@ Scores = dict[str, Tensor]
 OBD_ESTIMATORS = ("fisher", "hutchinson")
 
 
+def _is_pair(item: object) -> bool:
+    return isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, Tensor) for t in item)
+
+
 def as_batch_list(batches: Batches) -> list[Batch]:
     """A single ``(x, y)`` pair or an iterable of pairs -> a list of pairs (used as given, no re-sampling)."""
-    if isinstance(batches, (tuple, list)) and len(batches) == 2 and all(isinstance(t, Tensor) for t in batches):
+    if _is_pair(batches):
         return [(batches[0], batches[1])]
     pairs = []
     for item in batches:
-        if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, Tensor) for t in item)):
+        if not _is_pair(item):
             raise ValueError("batches must be an (x, y) tensor pair or an iterable of (x, y) tensor pairs")
         pairs.append((item[0], item[1]))
     if not pairs:
@@ -80,11 +84,16 @@ def _reinit_classifier(net: nn.Module, generator: torch.Generator | None) -> Non
     """GraSP's ``reinit=True``: xavier_normal on every Linear weight of the scoring copy only."""
     for module in net.modules():
         if isinstance(module, nn.Linear):
-            nn.init.xavier_normal_(module.weight, generator=generator)
+            weight = module.weight
+            if generator is None or generator.device == weight.device:
+                nn.init.xavier_normal_(weight, generator=generator)
+            else:  # e.g. a CPU generator and a CUDA model: draw where the generator lives
+                drawn = torch.empty(weight.shape, dtype=weight.dtype, device=generator.device)
+                weight.copy_(nn.init.xavier_normal_(drawn, generator=generator))
 
 
 def _halves(batches: Batches) -> list[Batch]:
-    """Split each pair into its first N//2 and remaining samples, as GraSP does with its class-sorted batch."""
+    """Split each pair into its first N//2 and remaining samples, as GraSP does (class-sorted batch)."""
     halves = []
     for x, y in as_batch_list(batches):
         n = x.shape[0]
@@ -104,7 +113,7 @@ def grasp_hessian_gradient(
     """(weights of the scoring copy, H g) with GraSP's half-split semantics (official ``pruner/GraSP.py``).
 
     g = sum over halves of dL_half/dw (no graph); H g = sum over halves of d/dw (g_detached . dL_half/dw),
-    i.e. the Hessian of L_half1 + L_half2 times g. Logits are divided by ``temperature``; train-mode BatchNorm.
+    i.e. the Hessian of L_half1 + L_half2 times g. Logits are divided by ``temperature``; train-mode BN.
     """
     net, weights = _scoring_copy(model, train=True)
     if reinit_classifier:
@@ -196,16 +205,17 @@ def _hutchinson_diagonal(
 def obd_scores(
     model: nn.Module,
     batches: Batches,
-    estimator: str = "fisher",
+    estimator: str = "hutchinson",
     probes: int = 16,
     seed: int = 0,
 ) -> Scores:
     """Optimal Brain Damage saliency 0.5 * h_ii * w_i^2 (LeCun et al. 1990) of the trained network.
 
-    The copy is in **eval mode** (BatchNorm uses its running statistics): OBD scores the trained network as it
-    is evaluated, and the per-sample losses stay independent. ``estimator="fisher"`` (the spec's default
-    assumption, §4.5): h_ii = mean over batches of (dL/dw_i)^2. ``estimator="hutchinson"``: h_ii = E[v_i (Hv)_i]
-    with ``probes`` Rademacher vectors per batch, drawn from a generator seeded with ``seed``.
+    The copy is in **eval mode** (BatchNorm uses its running statistics): OBD scores the trained network as
+    it is evaluated, and the per-sample losses stay independent. ``estimator="hutchinson"``: h_ii =
+    E[v_i (Hv)_i] over ``probes`` Rademacher vectors per batch (generator seeded with ``seed``), an unbiased
+    estimate of the true Hessian diagonal of the mean batch loss. ``estimator="fisher"`` (the spec's §4.5
+    assumption): h_ii = mean over batches of (dL/dw_i)^2, the batch-gradient empirical Fisher.
     """
     if estimator not in OBD_ESTIMATORS:
         raise ValueError(f"unknown OBD estimator {estimator!r}; allowed: {', '.join(OBD_ESTIMATORS)}")

@@ -1,0 +1,48 @@
+"""Shared fixtures: generated CIFAR-format folders and Hydra composition of the real configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    """Small CIFAR-10 and CIFAR-100 folders in the real on-disk format (torchvision reads them)."""
+    from jackpot.data import write_fake_cifar
+
+    root = tmp_path_factory.mktemp("cifar")
+    write_fake_cifar(root, name="cifar10", n_train=200, n_test=50, seed=0)
+    write_fake_cifar(root, name="cifar100", n_train=1000, n_test=100, seed=0)
+    return root
+
+
+def compose_cfg(tmp_path: Path, overrides: list[str]) -> DictConfig:
+    """The real config, as `python train.py <overrides>` would compose it, with paths under tmp_path."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(tmp_path)
+        cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+TINY = [
+    "model=resnet8",
+    "trainer=cpu",
+    "schedule=quick",
+    "schedule.epochs=2",
+    "schedule.milestones=[1]",
+    "trainer.limit_train_batches=2",
+    "dataset.samples_per_class=2",
+]

@@ -1,0 +1,272 @@
+"""The sweep files: each composes through Hydra, expands to the product of its axes, narrows from the command
+line, holds only valid jobs, and carries exactly the poster's published numbers."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from conftest import CONF, REPO
+from jackpot.config import validate
+
+SWEEPS = REPO / "multirun_sweeps"
+POSTER = REPO.parent / "shared" / "paper" / "seed_poster.txt"
+AXES = ("model", "dataset", "pruner", "sanity_check", "ratio", "seed")
+
+# file -> (run name, number of jobs): a changed grid must be a deliberate change here too.
+EXPECTED = {
+    "dense": ("dense", 2 * 2 * 3),
+    "random_tickets": ("random_tickets", 2 * 2 * 4 * 3 * 3),
+    "hybrid_tickets": ("hybrid_tickets", 2 * 2 * 3 * 3 * 3),
+    "partially_trained": ("partially_trained", 2 * 3 * 3 * 3),
+    "partially_trained_lottery": ("partially_trained", 2 * 3 * 3),
+    "initial_ticket_checks": ("initial_ticket_checks", 2 * 3 * 4 * 5 * 3),
+    "quickstart": ("quickstart", 2 * 2 * 2),
+}
+
+
+def sweep_names() -> list[str]:
+    return sorted(p.stem for p in SWEEPS.glob("*.yaml"))
+
+
+def compose_sweep(name: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=[f"sweep={name}", *overrides], return_hydra_config=True)
+
+
+def expand(params, command_line: list[str] | None = None) -> list[list[str]]:
+    """The jobs BasicSweeper would launch: file params, then command-line overrides (which replace an axis)."""
+    parser = OverridesParser.create()
+    overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + (command_line or []))
+    batches = BasicSweeper.split_arguments(overrides, max_batch_size=None)
+    return [job for batch in batches for job in batch]
+
+
+def axis_values(params) -> dict[str, list]:
+    parser = OverridesParser.create()
+    values = {}
+    for key, value in params.items():
+        override = parser.parse_override(f"{key}={value}")
+        values[key] = list(override.sweep_iterator()) if override.is_discrete_sweep() else [override.value()]
+    return values
+
+
+def test_every_sweep_file_is_known_and_the_config_group_resolves():
+    assert (CONF / "sweep").resolve() == SWEEPS.resolve()
+    assert sweep_names() == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sweep_composes_and_jobs_equal_the_product_of_its_axes(name):
+    cfg = compose_sweep(name)
+    run_name, n_jobs = EXPECTED[name]
+    assert cfg.name == run_name
+    params = cfg.hydra.sweeper.params
+    assert set(params) == set(AXES), "every table axis is a sweep axis (so it can be narrowed and is in the path)"
+    values = axis_values(params)
+    assert [int(s) for s in values["seed"]] == ([0, 1] if name == "quickstart" else [0, 1, 2])
+    jobs = expand(params)
+    assert len(jobs) == math.prod(len(v) for v in values.values()) == n_jobs
+    assert len({tuple(sorted(job)) for job in jobs}) == n_jobs
+    assert "published" in cfg
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_job_of_a_sweep_is_a_valid_config(name):
+    """Each distinct (model, dataset, pruner, check) of the grid composes and passes jackpot's validation."""
+    params = compose_sweep(name).hydra.sweeper.params
+    seen = set()
+    for job in expand(params):
+        kv = dict(item.split("=", 1) for item in job)
+        assert 0.0 <= float(kv["ratio"]) < 1.0
+        key = tuple(kv[a] for a in ("model", "dataset", "pruner", "sanity_check"))
+        if key in seen:
+            continue
+        seen.add(key)
+        cfg = compose_sweep(name, *job)
+        validate(cfg)
+        assert (cfg.model.name, cfg.dataset.name, cfg.pruner.name, cfg.sanity_check.name) == key
+
+
+def test_any_axis_narrows_or_widens_from_the_command_line():
+    params = compose_sweep("random_tickets").hydra.sweeper.params
+    assert len(expand(params, ["seed=0"])) == 144 // 3
+    assert len(expand(params, ["pruner=grasp", "ratio=0.98"])) == 2 * 2 * 3
+    assert len(expand(params, ["seed=0,1,2,3,4"])) == 144 // 3 * 5
+    narrowed = expand(params, ["model=resnet32", "dataset=cifar10", "pruner=snip", "seed=1"])
+    assert sorted(job[-1] for job in narrowed) == ["seed=1"] * 3
+
+
+def test_quickstart_sweep_is_offline_and_small():
+    cfg = compose_sweep("quickstart")
+    assert cfg.dataset.name == "digits" and cfg.model.name == "resnet8"
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.schedule.epochs <= 5
+
+
+def test_output_dirs_name_every_cell_uniquely():
+    cfg = compose_sweep("random_tickets")
+    subdir = cfg.hydra.sweep.subdir
+    for key in ("model.name", "dataset.name", "pruner.name", "sanity_check.name", "ratio", "seed"):
+        assert "${" + key + "}" in subdir
+
+
+# ------------------------------------------------------------------------------------------ published numbers
+
+# Poster row label -> the (pruner, sanity_check) of each value a cell holds (merged rows hold several).
+ROWS = {
+    "Lottery Tickets": [("lottery", "none")],
+    "SNIP": [("snip", "none")],
+    "GraSP": [("grasp", "none")],
+    "Random Tickets (Ours)": [("smart_ratio", "none")],
+    "Hybrid Tickets (Ours)": [("hybrid", "none")],
+    "OBD Learning Rate Rewinding": [("obd", "none"), ("lr_rewinding", "none")],
+    "Shuffle Weights Half Dataset Learning Rate Rewinding": [
+        ("lr_rewinding", "layerwise_shuffle"), ("lr_rewinding", "half_dataset"), ("lr_rewinding", "none")],
+}
+GROUPS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "VGG19": "vgg19", "ResNet32": "resnet32"}
+VALUE = re.compile(r"(\d+\.\d+)(?:\s*±\s*(\d+\.\d+))?")
+
+
+def _values(text: str) -> list[tuple[float, float | None]]:
+    """'$93.01 {\\pm} 0.16$' / '71.81 \\pm 0.11' / '93.66±0.08' / '93.74 94.14 ± 0.17' -> numbers."""
+    text = text.replace("$", "").replace("{", "").replace("}", "").replace("\\pm", "±")
+    return [(float(m), float(s) if s else None) for m, s in VALUE.findall(text)]
+
+
+def parse_poster(text: str) -> dict[str, dict[tuple, tuple[float, float | None]]]:
+    """The three tables of seed_poster.txt -> {table: {(model, dataset, pruner, check, ratio): (mean, std)}}."""
+    tables: dict[str, dict] = {}
+    current = None
+    groups: list[str] = []
+    ratios: list[float] = []
+    model = None
+    for line in text.splitlines():
+        cols = [c.strip() for c in line.split("\t")]
+        if line.startswith("Table:"):
+            current = ("partially_trained" if "partially-trained tickets on CIFAR-10" in line
+                       else "hybrid_tickets" if "hybrid tickets" in line else "random_tickets")
+            tables[current] = {}
+            continue
+        if current is None or not cols[0]:
+            continue
+        if cols[0] in ("Dataset", "Network"):
+            groups = [GROUPS[c] for c in cols[1:] if c]
+            continue
+        if cols[0] == "Pruning ratio":
+            ratios = [int(c.rstrip("%")) / 100 for c in cols[1:] if c][:3]
+            continue
+        cells = [c for c in cols[1:] if c]
+        if not cells or len(cells) != len(groups) * len(ratios):
+            if line.startswith("Results:"):
+                current = None
+            continue
+        if cols[0].endswith("(Full Network)"):
+            models = cols[0].removesuffix(" (Full Network)").split("/")
+            for g, group in enumerate(groups):
+                value = _values(cells[g * len(ratios)])[0]
+                if current == "partially_trained":
+                    tables[current][(group, "cifar10", "dense", "none", 0.0)] = value
+                else:
+                    model = GROUPS[models[0]]
+                    tables[current][(model, group, "dense", "none", 0.0)] = value
+                assert all(c == "-" for c in cells[g * len(ratios) + 1:(g + 1) * len(ratios)])
+            continue
+        keys = ROWS[cols[0]]
+        for i, cell in enumerate(cells):
+            group, ratio = groups[i // len(ratios)], ratios[i % len(ratios)]
+            values = _values(cell)
+            assert len(values) == len(keys), (cols[0], cell)
+            for (pruner, check), value in zip(keys, values, strict=True):
+                m, d = (group, "cifar10") if current == "partially_trained" else (model, group)
+                tables[current][(m, d, pruner, check, ratio)] = value
+    return tables
+
+
+def published_of(stem: str) -> dict[tuple, tuple[float, float | None]]:
+    """A sweep file's published block, read as plain YAML and parsed here (not by jackpot.tables)."""
+    data = yaml.safe_load((SWEEPS / f"{stem}.yaml").read_text())
+    flat = {}
+    for model, datasets in (data.get("published") or {}).items():
+        for dataset, pruners in datasets.items():
+            for pruner, checks in pruners.items():
+                for check, ratios in checks.items():
+                    for ratio, value in ratios.items():
+                        parsed = _values(str(value))
+                        assert len(parsed) == 1, value
+                        assert re.fullmatch(r"\d+\.\d\d( ± \d+\.\d\d)?", str(value)), value
+                        flat[(model, dataset, pruner, check, round(float(ratio), 6))] = parsed[0]
+    return flat
+
+
+@pytest.fixture(scope="module")
+def poster() -> dict[str, dict]:
+    if not POSTER.exists():
+        pytest.skip(f"{POSTER} not present")
+    tables = parse_poster(POSTER.read_text())
+    assert sorted(tables) == ["hybrid_tickets", "partially_trained", "random_tickets"]
+    assert len(tables["random_tickets"]) == 2 * 2 * (4 * 3 + 1)
+    assert len(tables["hybrid_tickets"]) == 2 * 2 * (3 * 3 + 1)
+    assert len(tables["partially_trained"]) == 2 * (4 * 3 + 1)
+    return tables
+
+
+def test_poster_parser_reads_known_cells(poster):
+    assert poster["random_tickets"][("vgg19", "cifar10", "snip", "none", 0.98)] == (81.37, 18.17)
+    assert poster["random_tickets"][("vgg19", "cifar100", "snip", "none", 0.95)] == (71.81, 0.11)
+    assert poster["random_tickets"][("resnet32", "cifar100", "grasp", "none", 0.9)] == (70.12, 0.15)
+    assert poster["hybrid_tickets"][("resnet32", "cifar100", "obd", "none", 0.95)] == (68.73, None)
+    assert poster["hybrid_tickets"][("resnet32", "cifar100", "lr_rewinding", "none", 0.95)] == (67.22, 3.42)
+    assert poster["partially_trained"][("resnet32", "cifar10", "lr_rewinding", "half_dataset", 0.98)] == (89.95, 0.08)
+    assert poster["partially_trained"][("vgg19", "cifar10", "dense", "none", 0.0)] == (93.70, None)
+
+
+@pytest.mark.parametrize("table, stems", [
+    ("random_tickets", ["random_tickets"]),
+    ("hybrid_tickets", ["hybrid_tickets"]),
+    ("partially_trained", ["partially_trained", "partially_trained_lottery"]),
+])
+def test_published_numbers_equal_the_poster_cell_by_cell(poster, table, stems):
+    ours: dict = {}
+    for stem in stems:
+        block = published_of(stem)
+        assert not set(block) & set(ours), "two blocks of one table publish the same cell"
+        ours.update(block)
+    assert ours == poster[table]
+
+
+def test_dense_sweep_numbers_match_every_full_network_row(poster):
+    dense = published_of("dense")
+    assert len(dense) == 4
+    for table in poster.values():
+        for key, value in table.items():
+            if key[2] == "dense":
+                assert dense[key] == value
+
+
+def test_sweeps_without_poster_numbers_publish_nothing():
+    assert published_of("initial_ticket_checks") == {}
+    assert published_of("quickstart") == {}
+
+
+def test_every_published_cell_is_run_by_its_table_or_by_another_sweep():
+    """A published cell must be produced by some sweep file, or the tables could never fill it."""
+    runnable = set()
+    for stem in EXPECTED:
+        values = axis_values(compose_sweep(stem).hydra.sweeper.params)
+        for m in values["model"]:
+            for d in values["dataset"]:
+                for p in values["pruner"]:
+                    for c in values["sanity_check"]:
+                        for r in values["ratio"]:
+                            runnable.add((m, d, p, c, round(float(r), 6)))
+    for stem in EXPECTED:
+        missing = set(published_of(stem)) - runnable
+        assert not missing, (stem, sorted(missing)[:3])

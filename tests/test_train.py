@@ -1,0 +1,154 @@
+"""End to end through the real configs: a ticket per pruner and per check, on generated CIFAR-format data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, compose_cfg
+from jackpot.config import ConfigError
+from jackpot.io import torch_load_safe
+from jackpot.models import build_model
+from jackpot.pruning import Masks, prunable_weights
+from jackpot.pruning.budget import smart_ratio_counts
+from jackpot.train import run
+
+
+def _cfg(tmp_path: Path, cifar_root: Path, *overrides: str):
+    return compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+                                  "dataset.download=false", *overrides])
+
+
+def _final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    state = torch_load_safe(output_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    return {k.removeprefix("model."): v for k, v in state.items()}
+
+
+def test_random_ticket_trains_with_exact_smart_ratio_counts_and_zeros(tmp_path, cifar_root):
+    results = run(_cfg(tmp_path, cifar_root, "pruner=smart_ratio", "ratio=0.9"))
+    assert results["status"] == "complete"
+    model = build_model("resnet8", 10)
+    sizes = [w.numel() for _, w in prunable_weights(model)]
+    expected = smart_ratio_counts(sizes, 0.9, vgg_depth_factor=False, linear_keep_ratio=0.3)
+    assert [layer["kept"] for layer in results["layers"]] == expected
+    assert [layer["name"] for layer in results["layers"]] == [n for n, _ in prunable_weights(model)]
+    masks = Masks.load(tmp_path / "run" / "masks.pt")
+    weights = _final_weights(tmp_path / "run")
+    for name, mask in masks.items():
+        assert torch.count_nonzero(weights[name][~mask]) == 0
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["cell"] == {"model": "resnet8", "dataset": "cifar10", "pruner": "smart_ratio",
+                               "sanity_check": "none", "ratio": 0.9, "seed": 0}
+    assert 0.0 <= on_disk["final_acc"] <= 100.0 and on_disk["best_acc"] >= on_disk["final_acc"]
+
+
+@pytest.mark.parametrize("pruner", ["snip", "grasp", "random"])
+def test_global_pruners_reach_their_budget(tmp_path, cifar_root, pruner):
+    results = run(_cfg(tmp_path, cifar_root, f"pruner={pruner}", "ratio=0.8", "schedule.epochs=1",
+                       "schedule.milestones=[]"))
+    total = results["total"]
+    assert results["status"] == "complete"
+    assert abs(results["kept"] - int(total * 0.2)) <= len(results["layers"]) + 1
+
+
+def test_epochs_zero_builds_and_evaluates_without_training(tmp_path, cifar_root):
+    results = run(_cfg(tmp_path, cifar_root, "pruner=snip", "ratio=0.5", "schedule.epochs=0",
+                       "schedule.milestones=[]"))
+    assert results["epochs"] == 0 and results["history"][0]["epoch"] == 0
+    assert results["final_acc"] == results["best_acc"]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert Masks.load(tmp_path / "run" / "masks.pt").kept() == results["kept"]
+
+
+def test_rerun_of_a_complete_cell_is_skipped(tmp_path, cifar_root):
+    cfg = _cfg(tmp_path, cifar_root, "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]")
+    first = run(cfg)
+    second = run(cfg)
+    assert second["skipped"] and second["final_acc"] == first["final_acc"]
+
+
+def test_layerwise_rearrange_keeps_counts_and_moves_positions(tmp_path, cifar_root):
+    common = ("pruner=snip", "ratio=0.7", "schedule.epochs=0", "schedule.milestones=[]")
+    plain = run(_cfg(tmp_path / "a", cifar_root, *common))
+    moved = run(_cfg(tmp_path / "b", cifar_root, *common, "sanity_check=layerwise_rearrange"))
+    assert [layer["kept"] for layer in plain["layers"]] == [layer["kept"] for layer in moved["layers"]]
+    a, b = Masks.load(tmp_path / "a" / "run" / "masks.pt"), Masks.load(tmp_path / "b" / "run" / "masks.pt")
+    assert not a.equal(b)
+
+
+def test_random_labels_change_the_snip_mask_and_not_the_training_data(tmp_path, cifar_root):
+    common = ("pruner=snip", "ratio=0.7", "schedule.epochs=0", "schedule.milestones=[]")
+    run(_cfg(tmp_path / "a", cifar_root, *common))
+    run(_cfg(tmp_path / "b", cifar_root, *common, "sanity_check=random_labels"))
+    a, b = Masks.load(tmp_path / "a" / "run" / "masks.pt"), Masks.load(tmp_path / "b" / "run" / "masks.pt")
+    assert a.kept() == b.kept() and not a.equal(b)
+
+
+def test_reinit_starts_from_another_init_under_the_same_mask(tmp_path, cifar_root):
+    common = ("pruner=grasp", "ratio=0.7", "schedule.epochs=0", "schedule.milestones=[]")
+    run(_cfg(tmp_path / "a", cifar_root, *common))
+    run(_cfg(tmp_path / "b", cifar_root, *common, "sanity_check=reinit"))
+    a, b = Masks.load(tmp_path / "a" / "run" / "masks.pt"), Masks.load(tmp_path / "b" / "run" / "masks.pt")
+    assert a.equal(b)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["pruner=smart_ratio", "sanity_check=random_labels"], "uses no data"),
+        (["pruner=snip", "sanity_check=half_dataset"], "half_dataset"),
+        (["pruner=smart_ratio", "sanity_check=layerwise_rearrange"], "already random"),
+        (["pruner=dense", "sanity_check=reinit"], "pruner=dense"),
+        (["ratio=1.0"], "ratio=1.0"),
+        (["ratio=-0.1"], "ratio=-0.1"),
+        (["schedule.epochs=10", "schedule.milestones=[80,120]"], "schedule.milestones"),
+        (["model.name=vgg20"], "vgg20"),
+    ],
+)
+def test_invalid_combinations_fail_before_any_work(tmp_path, cifar_root, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        run(_cfg(tmp_path, cifar_root, *overrides))
+    assert not (tmp_path / "run").exists()
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def _tiny_cli(cifar_root: Path, tmp_path: Path) -> list[str]:
+    return [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
+            f"paths.root_dir={tmp_path}", "schedule.epochs=1", "schedule.milestones=[]"]
+
+
+def test_every_init_pruner_runs_through_train_py(tmp_path, cifar_root):
+    proc = _cli(["-m", *_tiny_cli(cifar_root, tmp_path), "pruner=dense,snip,grasp,smart_ratio,random",
+                 "ratio=0.9"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = sorted((tmp_path / "outputs").rglob("results.json"))
+    pruners = sorted(json.loads(p.read_text())["cell"]["pruner"] for p in found)
+    assert pruners == ["dense", "grasp", "random", "smart_ratio", "snip"]
+    assert all(json.loads(p.read_text())["status"] == "complete" for p in found)
+
+
+def test_every_init_check_runs_through_train_py(tmp_path, cifar_root):
+    checks = "none,random_labels,random_pixels,random_pixels_labels,layerwise_rearrange,reinit"
+    proc = _cli(["-m", *_tiny_cli(cifar_root, tmp_path), "pruner=snip", f"sanity_check={checks}", "ratio=0.9",
+                 "dataset=cifar100"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = sorted((tmp_path / "outputs").rglob("results.json"))
+    assert len(found) == 6
+    assert {json.loads(p.read_text())["cell"]["dataset"] for p in found} == {"cifar100"}
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, cifar_root):
+    proc = _cli([*_tiny_cli(cifar_root, tmp_path), "pruner=smart_ratio", "sanity_check=random_labels"], tmp_path)
+    assert proc.returncode == 2
+    assert "config error" in proc.stderr and "Traceback" not in proc.stderr

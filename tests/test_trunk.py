@@ -1,0 +1,118 @@
+"""Tickets made after training: the cached dense trunk, rewinding, LR restart, and their sanity checks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, compose_cfg
+from jackpot.models import build_model
+from jackpot.pruning import prunable_weights
+from jackpot.ticket import TicketRecipe, build_ticket
+from jackpot.train import run
+from jackpot.trunk import TrunkCache, trunk_hash
+
+TRAINED = ["pruner.pretrain_epochs=2", "schedule.epochs=1", "schedule.milestones=[]"]
+
+
+def _cfg(tmp_path: Path, cifar_root: Path, *overrides: str):
+    cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+                                 "dataset.download=false", *TRAINED, *overrides])
+    cfg.paths.cache_dir = str(tmp_path.parent / "trunks")  # shared by the runs of one test
+    return cfg
+
+
+def test_trunk_is_trained_once_and_reused_across_methods(tmp_path, cifar_root):
+    first = run(_cfg(tmp_path / "lottery", cifar_root, "pruner=lottery", "ratio=0.8"))
+    assert first["trunk"]["reused"] is False
+    started = time.time()
+    second = run(_cfg(tmp_path / "lrr", cifar_root, "pruner=lr_rewinding", "ratio=0.8"))
+    assert second["trunk"] == {**first["trunk"], "reused": True}
+    third = run(_cfg(tmp_path / "hybrid", cifar_root, "pruner=hybrid", "ratio=0.8"))
+    assert third["trunk"]["reused"] and third["trunk"]["hash"] == first["trunk"]["hash"]
+    assert time.time() - started < 600
+    # lottery and LR rewinding share the mask (conv-only magnitude on the same trained weights)
+    assert [la["kept"] for la in first["layers"]] == [lb["kept"] for lb in second["layers"]]
+    # the classifier stays dense
+    assert first["layers"][-1]["kept"] == first["layers"][-1]["total"]
+
+
+def test_other_seed_or_data_check_gets_its_own_trunk(tmp_path, cifar_root):
+    base = run(_cfg(tmp_path / "a", cifar_root, "pruner=lottery", "ratio=0.5", "schedule.epochs=0"))
+    other_seed = run(_cfg(tmp_path / "b", cifar_root, "pruner=lottery", "ratio=0.5", "schedule.epochs=0", "seed=1"))
+    half = run(_cfg(tmp_path / "c", cifar_root, "pruner=lottery", "ratio=0.5", "schedule.epochs=0",
+                    "sanity_check=half_dataset"))
+    hashes = {base["trunk"]["hash"], other_seed["trunk"]["hash"], half["trunk"]["hash"]}
+    assert len(hashes) == 3
+    assert not other_seed["trunk"]["reused"] and not half["trunk"]["reused"]
+
+
+def test_learning_rate_restarts_after_pruning(tmp_path, cifar_root):
+    results = run(_cfg(tmp_path, cifar_root, "pruner=lr_rewinding", "ratio=0.5", "pruner.pretrain_epochs=3",
+                       "schedule.epochs=3", "schedule.milestones=[1,2]"))
+    lrs = [entry["lr"] for entry in results["history"]]
+    assert lrs[0] == pytest.approx(0.05) and lrs[1] == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("check", ["layerwise_shuffle", "reinit", "random_labels", "random_pixels_labels",
+                                   "half_dataset", "layerwise_rearrange"])
+def test_checks_on_trained_tickets_run(tmp_path, cifar_root, check):
+    results = run(_cfg(tmp_path, cifar_root, "pruner=lr_rewinding", "ratio=0.7", f"sanity_check={check}"))
+    assert results["status"] == "complete" and results["cell"]["sanity_check"] == check
+
+
+def test_obd_runs_end_to_end(tmp_path, cifar_root):
+    results = run(_cfg(tmp_path, cifar_root, "pruner=obd", "ratio=0.7", "pruner.options.probes=2"))
+    assert results["status"] == "complete"
+    assert abs(results["kept"] - int(results["total"] * 0.3)) <= 1
+
+
+def test_lottery_ticket_is_the_stored_init_under_the_mask_bit_for_bit():
+    torch.manual_seed(3)
+    model = build_model("resnet8", 10)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    trained = {k: v + torch.randn_like(v) if v.is_floating_point() else v for k, v in init.items()}
+    masks = build_ticket(model, TicketRecipe("lottery", 0.8, ticket_weights="init"), init_state=init,
+                         trained_state=trained)
+    for name, weight in prunable_weights(model):
+        assert torch.equal(weight.detach(), init[name] * masks[name])
+    bn = "bn1.weight" if "bn1.weight" in init else next(k for k in init if "bn" in k)
+    assert torch.equal(model.state_dict()[bn], init[bn])
+    # LR rewinding starts from the trained values instead
+    model_lrr = build_model("resnet8", 10)
+    masks_lrr = build_ticket(model_lrr, TicketRecipe("lr_rewinding", 0.8, ticket_weights="trained"),
+                             init_state=init, trained_state=trained)
+    assert masks_lrr.equal(masks)
+    name, weight = prunable_weights(model_lrr)[1]
+    assert torch.equal(weight.detach(), trained[name] * masks[name])
+
+
+def _race(cache_dir: str, log: str, barrier) -> None:
+    def train(work: Path):
+        with open(log, "a") as handle:
+            handle.write("trained\n")
+        time.sleep(1.0)
+        state = {"w": torch.ones(3)}
+        return state, state
+
+    barrier.wait()
+    trunk = TrunkCache(cache_dir).obtain({"seed": 0, "model": "x"}, train)
+    assert torch.equal(trunk.trained_state["w"], torch.ones(3))
+
+
+def test_two_processes_racing_for_one_trunk_train_it_once(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(3)
+    log = tmp_path / "log.txt"
+    procs = [ctx.Process(target=_race, args=(str(tmp_path / "cache"), str(log), barrier)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert log.read_text().count("trained") == 1
+    assert trunk_hash({"seed": 0, "model": "x"}) != trunk_hash({"seed": 1, "model": "x"})
