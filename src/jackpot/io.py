@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from jackpot import faults
+
 
 def _atomic_replace(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,6 +21,7 @@ def _atomic_replace(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        faults.reach("write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

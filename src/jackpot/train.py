@@ -16,11 +16,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 import jackpot
+from jackpot import faults
 from jackpot.checkpoint_io import AtomicCheckpointIO
 from jackpot.config import ConfigError, validate
 from jackpot.data import ImageDataModule
 from jackpot.io import write_json_atomic
-from jackpot.lightning.callbacks import EpochSeed, PruningCallback
+from jackpot.lightning.callbacks import EpochSeed, FaultPoints, PruningCallback
 from jackpot.lightning.module import ClassificationModule, Schedule
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
@@ -82,6 +83,8 @@ def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks:
     t = cfg.trainer
     gpu = _use_gpu(cfg)
     precision = t.precision if t.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
+    if faults.active():
+        callbacks = [*callbacks, FaultPoints()]
     if ckpt_dir is not None:
         callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="epoch{epoch:03d}",
                                                  save_last=True, save_top_k=0,
@@ -174,6 +177,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cache = TrunkCache(cfg.paths.cache_dir)
         trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work))
         init_state = trunk.init_state
+        faults.reach("trunk")
 
     check = cfg.sanity_check
     recipe = TicketRecipe(
@@ -188,11 +192,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return scoring_module.scoring_batch(cfg.dataset.samples_per_class, seed=seed)
 
     def make_ticket(net: torch.nn.Module):
-        return build_ticket(
+        masks = build_ticket(
             net, recipe, init_state=init_state, trained_state=trunk.trained_state if trunk else None,
             batches=scoring_batches,
             fresh_init=lambda: make_model(cfg, num_classes, seed + REINIT_SEED_OFFSET).state_dict(),
         )
+        faults.reach("score")
+        return masks
 
     pruning = PruningCallback(make_ticket, masks_path=output_dir / "masks.pt")
     module = ClassificationModule(model, make_schedule(cfg), _channels_last(cfg))

@@ -10,6 +10,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
+from jackpot import faults
 from jackpot.pruning import Masks
 
 
@@ -75,6 +76,13 @@ class PruningCallback(L.Callback):
         else:
             masks = self._float_masks
         torch._foreach_mul_(grads, masks)
+
+
+class FaultPoints(L.Callback):
+    """Marks every optimizer step as the fault-injection point `step` (see `jackpot.faults`)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        faults.reach("step")
 
 
 class EpochSeed(L.Callback):

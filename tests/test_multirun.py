@@ -1,0 +1,92 @@
+"""Real multiruns through Hydra's launchers: the quickstart sweep (basic launcher) and a tiny sweep on Ray
+(CPU), then the tables command on what they wrote."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from jackpot import tables
+
+# Tiny but real: one epoch of two batches, small scoring batches. Paths under the test's tmp dir.
+TINY_SWEEP = ["trainer.limit_train_batches=2", "schedule.epochs=1", "schedule.milestones=[]",
+              "dataset.samples_per_class=2"]
+
+
+def multirun(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None,
+             timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", *overrides, *TINY_SWEEP,
+           f"paths.root_dir={tmp_path}"]
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
+
+
+def results_under(folder: Path) -> dict[tuple, dict]:
+    found = {}
+    for path in folder.rglob("results.json"):
+        data = json.loads(path.read_text())
+        cell = data["cell"]
+        found[(cell["pruner"], cell["ratio"], cell["seed"])] = {**data, "_path": path}
+    return found
+
+
+def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_path, capsys):
+    # The quickstart sweep narrowed on the command line to one ratio: 2 pruners x 2 seeds = 4 jobs.
+    multirun(tmp_path, "sweep=quickstart", "ratio=0.9")
+    sweep_dir = tmp_path / "outputs" / "quickstart"
+    found = results_under(sweep_dir)
+    assert sorted(found) == [(p, 0.9, s) for p in ("smart_ratio", "snip") for s in (0, 1)]
+    for (pruner, ratio, seed), data in found.items():
+        assert data["status"] == "complete" and data["name"] == "quickstart"
+        assert data["_path"].parent.name == f"{pruner}-none-r{ratio}-s{seed}"
+        assert data["_path"].parent.parent.name == "resnet8-digits"
+
+    out = tmp_path / "tables"
+    code = tables.main([str(sweep_dir), "--out", str(out), "--format", "rich,csv,md"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = {(r["pruner"], float(r["ratio"])): r for r in csv.DictReader((out / "quickstart.csv").open())}
+    for pruner in ("smart_ratio", "snip"):
+        accs = [found[(pruner, 0.9, s)]["final_acc"] for s in (0, 1)]
+        row = rows[(pruner, 0.9)]
+        assert row["status"] == "ok" and int(row["n"]) == 2
+        assert float(row["mean"]) == pytest.approx(statistics.mean(accs), abs=1e-3)
+        assert float(row["std"]) == pytest.approx(statistics.stdev(accs), abs=1e-3)
+        # The cells the sweep file expects but this narrowed run skipped stay in the table, as missing.
+        assert rows[(pruner, 0.5)]["status"] == "missing"
+    assert "Random tickets" in printed and "missing" in printed
+    assert (out / "quickstart.md").exists()
+
+    # Rerunning the same sweep finds every cell complete and leaves its results untouched.
+    stamps = {key: data["_path"].stat().st_mtime_ns for key, data in found.items()}
+    multirun(tmp_path, "sweep=quickstart", "ratio=0.9")
+    assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
+
+
+def test_ray_local_launcher_runs_a_tiny_sweep_on_cpu(tmp_path):
+    """hydra/launcher=ray_local with GPU requests of zero: each job is a Ray task in its own process.
+
+    About 45 s on 2 busy cores (Ray's start included), so it runs with `make test`.
+    """
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
+    proc = multirun(
+        tmp_path, "sweep=quickstart", "pruner=smart_ratio", "ratio=0.9", "seed=0,1",
+        "hydra/launcher=ray_local",
+        "hydra.launcher.ray.remote.num_gpus=0", "hydra.launcher.ray.remote.num_cpus=1",
+        "hydra.launcher.ray.init.num_gpus=0", "hydra.launcher.ray.init.num_cpus=2",
+        env={"RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    assert "Ray Launcher is launching 2 jobs" in proc.stdout + proc.stderr
+    found = results_under(tmp_path / "outputs" / "quickstart")
+    assert sorted(found) == [("smart_ratio", 0.9, 0), ("smart_ratio", 0.9, 1)]
+    assert all(data["status"] == "complete" for data in found.values())

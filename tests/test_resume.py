@@ -1,0 +1,70 @@
+"""Fault injection: a run SIGKILLed at random points and rerun ends exactly like an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from conftest import REPO, TINY, compose_cfg
+from jackpot.io import torch_load_safe
+from jackpot.pruning import Masks
+from jackpot.train import run
+
+CELL = ["pruner=lr_rewinding", "ratio=0.8", "pruner.pretrain_epochs=2", "schedule.epochs=2",
+        "schedule.milestones=[1]", "trainer.limit_train_batches=3"]
+
+
+def _overrides(cifar_root: Path) -> list[str]:
+    return [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false", *CELL]
+
+
+def _train_py(args: list[str], fault: str | None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+    env.pop("JACKPOT_FAULT", None)
+    if fault:
+        env["JACKPOT_FAULT"] = fault
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def _final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch_load_safe(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, cifar_root):
+    reference = run(compose_cfg(tmp_path / "ref", _overrides(cifar_root)))
+    ref_dir = tmp_path / "ref" / "run"
+
+    # Random kill points over the whole life of a run (steps: 2 trunk epochs + 2 ticket epochs of 3 steps).
+    rng = random.Random(20201)
+    plan = ["score:1", f"step:{rng.randint(1, 5)}", "trunk:1", f"step:{rng.randint(1, 5)}",
+            f"write:{rng.randint(1, 3)}"]
+    out = tmp_path / "killed"
+    args = [*_overrides(cifar_root), f"paths.root_dir={out}", f"hydra.run.dir={out}/run"]
+    kills = 0
+    for fault in plan:
+        proc = _train_py(args, fault)
+        if proc.returncode == -9:
+            kills += 1
+        else:  # the run finished before reaching the point: nothing more to kill
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            break
+    assert kills >= 3, f"only {kills} of the planned kills happened"
+    final = _train_py(args, None)
+    assert final.returncode == 0, final.stderr[-2000:]
+
+    resumed = json.loads((out / "run" / "results.json").read_text())
+    assert resumed["status"] == "complete"
+    assert resumed["final_acc"] == reference["final_acc"] and resumed["best_acc"] == reference["best_acc"]
+    assert resumed["history"] == reference["history"]
+    assert Masks.load(out / "run" / "masks.pt").equal(Masks.load(ref_dir / "masks.pt"))
+    ref_state, got_state = _final_state(ref_dir), _final_state(out / "run")
+    assert ref_state.keys() == got_state.keys()
+    for key in ref_state:
+        assert torch.equal(ref_state[key], got_state[key]), key
