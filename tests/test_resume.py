@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from conftest import REPO, TINY, compose_cfg
+
 from jackpot.io import torch_load_safe
 from jackpot.pruning import Masks
 from jackpot.train import run

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, compose_cfg
+
 from jackpot.config import ConfigError
 from jackpot.io import torch_load_safe
 from jackpot.models import build_model

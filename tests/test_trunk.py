@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY, compose_cfg
+
 from jackpot.models import build_model
-from jackpot.pruning import prunable_weights
+from jackpot.pruning import Masks, prunable_weights
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.train import run
 from jackpot.trunk import TrunkCache, trunk_hash
@@ -116,3 +116,18 @@ def test_two_processes_racing_for_one_trunk_train_it_once(tmp_path):
     assert [proc.exitcode for proc in procs] == [0, 0, 0]
     assert log.read_text().count("trained") == 1
     assert trunk_hash({"seed": 0, "model": "x"}) != trunk_hash({"seed": 1, "model": "x"})
+
+
+def test_iterative_magnitude_pruning_reaches_the_ratio_over_rounds(tmp_path, cifar_root):
+    results = run(_cfg(tmp_path / "imp", cifar_root, "pruner=lottery", "ratio=0.75", "pruner.rounds=2"))
+    assert results["rounds"] == 2 and results["status"] == "complete"
+    conv_total = sum(la["total"] for la in results["layers"][:-1])
+    conv_kept = sum(la["kept"] for la in results["layers"][:-1])
+    assert results["layers"][-1]["kept"] == results["layers"][-1]["total"]  # classifier dense
+    # each round removes 1 - sqrt(0.25) = 50 % of what remains (counted over all layers, taken from convs)
+    assert abs(results["kept"] - 0.25 * results["total"]) <= 0.01 * results["total"] + 2
+    assert conv_kept < conv_total
+    one_round = run(_cfg(tmp_path / "oneshot", cifar_root, "pruner=lottery", "ratio=0.75"))
+    assert one_round["trunk"]["hash"] == results["trunk"]["hash"] and one_round["trunk"]["reused"]
+    assert not Masks.load(tmp_path / "imp" / "run" / "masks.pt").equal(
+        Masks.load(tmp_path / "oneshot" / "run" / "masks.pt"))

@@ -50,6 +50,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"ratio={ratio!r} must be a number in [0, 1): the fraction of prunable weights removed")
     _int_at_least("seed", cfg.seed, 0)
 
+    options = dict(cfg.pruner.get("options") or {})
+    unknown = sorted(set(options) - set(METHODS[cfg.pruner.method].options))
+    if unknown:
+        allowed = ", ".join(METHODS[cfg.pruner.method].options) or "none"
+        raise ConfigError(f"pruner.options.{unknown[0]} is not an option of pruner {cfg.pruner.method}; allowed: {allowed}")
     _validate_schedule(cfg)
     _validate_dataset(cfg)
     _validate_checks(cfg, METHODS)
@@ -77,6 +82,10 @@ def _validate_schedule(cfg: DictConfig) -> None:
         _int_at_least("pruner.pretrain_epochs", pretrain, 1)
     rounds = cfg.pruner.get("rounds", 1)
     _int_at_least("pruner.rounds", rounds, 1)
+    if rounds > 1 and cfg.pruner.method not in ("lottery", "lr_rewinding"):
+        raise ConfigError(
+            f"pruner.rounds={rounds}: iterative pruning applies to lottery and lr_rewinding, not {cfg.pruner.method}"
+        )
 
 
 def _validate_dataset(cfg: DictConfig) -> None:

@@ -25,6 +25,7 @@ from jackpot.lightning.callbacks import EpochSeed, FaultPoints, PruningCallback
 from jackpot.lightning.module import ClassificationModule, Schedule
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
+from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
 from jackpot.results import RESULTS_FILE, is_complete, read_results, write_results
 from jackpot.ticket import TicketRecipe, build_ticket
@@ -33,12 +34,14 @@ from jackpot.trunk import Trunk, TrunkCache
 REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + this
 # Keys that do not change what a run computes: excluded from the run's config hash.
 _HASH_EXCLUDE = ("paths", "logger", "tags", "name")
+_HASH_EXCLUDE_DATASET = ("root", "download", "verify_md5", "num_workers")
 
 
 def config_hash(cfg: DictConfig) -> str:
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in _HASH_EXCLUDE:
         container.pop(key, None)
+    container["dataset"] = {k: v for k, v in container["dataset"].items() if k not in _HASH_EXCLUDE_DATASET}
     trainer = dict(container.get("trainer", {}))
     trainer.pop("enable_progress_bar", None)
     container["trainer"] = trainer
@@ -137,10 +140,53 @@ def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path) -> tuple[dict
     return init_state, module.model.state_dict()
 
 
+def round_ratio(ratio: float, rounds: int) -> float:
+    """The fraction each of `rounds` magnitude-pruning rounds removes so that `ratio` is removed in the end."""
+    return 1.0 - (1.0 - ratio) ** (1.0 / rounds)
+
+
+def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: TrunkCache) -> tuple[Trunk, Masks | None]:
+    """Iterative magnitude pruning: rounds 1..R-1 prune, rewind and retrain (each round cached like a trunk);
+    returns the weights and masks the last round (the run's own ticket stage) prunes from."""
+    rounds = int(cfg.pruner.get("rounds", 1))
+    masks: Masks | None = None
+    current = trunk
+    for index in range(1, rounds):
+        recipe = ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds))
+        spec = {**trunk_spec(cfg), "imp_round": index, "rounds": rounds, "method": cfg.pruner.method}
+        previous, source = masks, current
+
+        def train_round(work: Path, previous=previous, source=source, recipe=recipe):
+            model = make_model(cfg, num_classes, int(cfg.seed))
+            pruning = PruningCallback(lambda net: build_ticket(
+                net, recipe, init_state=trunk.init_state, trained_state=source.trained_state,
+                previous_masks=previous))
+            module = ClassificationModule(model, make_schedule(cfg), _channels_last(cfg))
+            ckpt_dir = work / "checkpoints"
+            trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, [pruning, EpochSeed(int(cfg.seed))], [])
+            trainer.fit(module, datamodule=make_datamodule(cfg, corruption=None),
+                        ckpt_path=_last_checkpoint(ckpt_dir))
+            return trunk.init_state, module.model.state_dict(), pruning.masks.state_dict()
+
+        current = cache.obtain(spec, train_round)
+        masks = Masks(current.masks)
+    return current, masks
+
+
+def ticket_recipe(cfg: DictConfig, ratio: float | None = None) -> TicketRecipe:
+    check = cfg.sanity_check
+    return TicketRecipe(
+        method=cfg.pruner.method, ratio=float(cfg.ratio if ratio is None else ratio),
+        options=OmegaConf.to_container(cfg.pruner.options, resolve=True), ticket_weights=cfg.pruner.ticket_weights,
+        mask_check=check.mask, weight_check=check.weights, seed=int(cfg.seed),
+    )
+
+
 def _guard_output_dir(output_dir: Path, digest: str) -> None:
-    """Refuse to mix two different configs in one output dir (their checkpoints would be resumed wrongly)."""
+    """Refuse to resume another config's checkpoint or overwrite its results in this output dir."""
     marker = output_dir / "run_config.json"
-    if marker.exists():
+    has_work = (output_dir / "checkpoints" / "last.ckpt").exists() or (output_dir / RESULTS_FILE).exists()
+    if marker.exists() and has_work:
         stored = json.loads(marker.read_text()).get("config_hash")
         if stored != digest:
             raise ConfigError(
@@ -159,8 +205,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results["skipped"] = True
         return results
     _guard_output_dir(output_dir, digest)
-    write_json_atomic(output_dir / "run_config.json",
-                      {"config_hash": digest, "config": OmegaConf.to_container(cfg, resolve=True)})
 
     started = time.time()
     torch.set_float32_matmul_precision("high")
@@ -168,23 +212,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = make_datamodule(cfg, corruption=None)
     datamodule.prepare_data()  # missing or corrupted files fail here, before any scoring or training
     num_classes = datamodule.num_classes
+    write_json_atomic(output_dir / "run_config.json",
+                      {"config_hash": digest, "config": OmegaConf.to_container(cfg, resolve=True)})
 
     model = make_model(cfg, num_classes, seed)
     init_state = copy.deepcopy(model.state_dict())
     method = METHODS[cfg.pruner.method]
     trunk: Trunk | None = None
+    source: Trunk | None = None  # the trained weights the ticket is pruned from (the trunk, or the last IMP round)
+    previous_masks: Masks | None = None
+    rounds = int(cfg.pruner.get("rounds", 1))
+    recipe = ticket_recipe(cfg)
     if method.when == "trained":
         cache = TrunkCache(cfg.paths.cache_dir)
         trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work))
         init_state = trunk.init_state
         faults.reach("trunk")
+        source, previous_masks = iterate_rounds(cfg, num_classes, trunk, cache)
+        if rounds > 1:
+            recipe = ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds))
 
     check = cfg.sanity_check
-    recipe = TicketRecipe(
-        method=cfg.pruner.method, ratio=float(cfg.ratio),
-        options=OmegaConf.to_container(cfg.pruner.options, resolve=True), ticket_weights=cfg.pruner.ticket_weights,
-        mask_check=check.mask, weight_check=check.weights, seed=seed,
-    )
     # Scoring data: for init methods the data check corrupts it; after training, the trunk already saw it.
     scoring_module = make_datamodule(cfg, corruption=check.data if method.when == "init" else None)
 
@@ -193,8 +241,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     def make_ticket(net: torch.nn.Module):
         masks = build_ticket(
-            net, recipe, init_state=init_state, trained_state=trunk.trained_state if trunk else None,
-            batches=scoring_batches,
+            net, recipe, init_state=init_state, trained_state=source.trained_state if source else None,
+            batches=scoring_batches, previous_masks=previous_masks,
             fresh_init=lambda: make_model(cfg, num_classes, seed + REINIT_SEED_OFFSET).state_dict(),
         )
         faults.reach("score")
@@ -236,6 +284,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "layers": masks.layer_table(),
         "masks_file": "masks.pt",
         "trunk": None if trunk is None else {"hash": trunk.hash, "reused": trunk.reused, "path": str(trunk.path)},
+        "rounds": rounds,
         "resumed": pruning.was_restored,
         "history": module.history,
         "wall_time_s": round(time.time() - started, 3),

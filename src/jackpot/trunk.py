@@ -36,6 +36,7 @@ class Trunk:
     reused: bool
     init_state: dict[str, torch.Tensor]
     trained_state: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor] | None = None  # set for the intermediate rounds of iterative pruning
 
 
 class TrunkCache:
@@ -50,9 +51,9 @@ class TrunkCache:
     def obtain(
         self,
         spec: Mapping[str, Any],
-        train: Callable[[Path], tuple[StateDict, StateDict]],
+        train: Callable[[Path], tuple[StateDict, StateDict] | tuple[StateDict, StateDict, StateDict]],
     ) -> Trunk:
-        """Return the trunk for `spec`, training it with `train(work_dir) -> (init, trained)` if absent."""
+        """Return the trunk for `spec`, training it with `train(work_dir) -> (init, trained[, masks])` if absent."""
         key = trunk_hash(spec)
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
@@ -60,12 +61,12 @@ class TrunkCache:
         with FileLock(str(folder / "trunk.lock")):
             if path.exists():
                 stored = torch_load_safe(path)
-                return Trunk(key, path, True, stored["init"], stored["trained"])
+                return Trunk(key, path, True, stored["init"], stored["trained"], stored.get("masks"))
             (folder / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
-            init_state, trained_state = train(folder / "work")
+            states = train(folder / "work")
             payload = {
-                "init": {k: v.detach().cpu().clone() for k, v in init_state.items()},
-                "trained": {k: v.detach().cpu().clone() for k, v in trained_state.items()},
+                name: {k: v.detach().cpu().clone() for k, v in state.items()}
+                for name, state in zip(("init", "trained", "masks"), states, strict=False)
             }
             torch_save_atomic(payload, path)
-            return Trunk(key, path, False, payload["init"], payload["trained"])
+            return Trunk(key, path, False, payload["init"], payload["trained"], payload.get("masks"))

@@ -1,0 +1,41 @@
+"""Hydra's basic sweeper, plus: every job's config is validated before the first job starts.
+
+Hydra composes each job up front but only checks that it composes; a value that composes but is wrong
+(`ratio=1.5`, a check that cannot apply to a pruner) would otherwise surface hours into a sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+from jackpot.config import ConfigError, validate
+from jackpot.errors import format_user_error
+
+MAX_LISTED = 5
+
+
+class JackpotSweeper(BasicSweeper):
+    """`hydra/sweeper=jackpot` (the default in conf/hydra/default.yaml)."""
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        super().validate_batch_is_legal(batch)
+        loader = self.hydra_context.config_loader
+        problems: list[str] = []
+        for overrides in batch:
+            cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
+            try:
+                validate(cfg)
+            except ConfigError as err:
+                problems.append(f"[{' '.join(overrides)}]: {err}")
+        if problems:
+            listed = "; ".join(problems[:MAX_LISTED])
+            more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
+            error = ConfigError(f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {listed}{more}")
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise error
+            print(format_user_error(error), file=sys.stderr)
+            sys.exit(2)

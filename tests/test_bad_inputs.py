@@ -1,0 +1,119 @@
+"""Bad input gets one clear error naming the key, the bad value and what is allowed, before any work."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, TINY, compose_cfg
+
+from jackpot.config import ConfigError
+from jackpot.data import DatasetError
+from jackpot.train import run
+
+CONFIG_CASES = [
+    (["model.name=vgg20"], "model='vgg20' is not allowed; choose one of: vgg19"),
+    (["dataset.name=cifar1000"], "dataset='cifar1000'"),
+    (["pruner.method=snap"], "pruner.method='snap'"),
+    (["pruner.ticket_weights=final"], "pruner.ticket_weights='final'"),
+    (["ratio=1.0"], "ratio=1.0 must be a number in [0, 1)"),
+    (["ratio=-0.1"], "ratio=-0.1"),
+    (["ratio=ninety"], "ratio='ninety'"),
+    (["seed=-1"], "seed=-1 must be an integer >= 0"),
+    (["schedule.epochs=-5"], "schedule.epochs=-5"),
+    (["schedule.epochs=10", "schedule.milestones=[80,120]"], "must lie before schedule.epochs=10"),
+    (["schedule.milestones=[6,4]"], "schedule.milestones=[6, 4] must be increasing"),
+    (["schedule.lr=-0.1"], "schedule.lr=-0.1"),
+    (["dataset.batch_size=0"], "dataset.batch_size=0"),
+    (["dataset.loader=gpu"], "dataset.loader='gpu' is not allowed; choose one of: auto, torch, device"),
+    (["dataset.samples_per_class=0"], "dataset.samples_per_class=0"),
+    (["logger.kind=tensorboard"], "logger='tensorboard'"),
+    (["pruner=smart_ratio", "sanity_check=random_labels"], "pruner=smart_ratio uses no data"),
+    (["pruner=snip", "sanity_check=half_dataset"], "pruner=snip prunes at init"),
+    (["pruner=dense", "sanity_check=reinit"], "pruner=dense has no mask"),
+    (["pruner=random", "sanity_check=layerwise_rearrange"], "already random"),
+    (["pruner=obd", "pruner.rounds=2"], "pruner.rounds=2: iterative pruning applies to lottery"),
+    (["pruner=lottery", "pruner.rounds=0"], "pruner.rounds=0"),
+    (["pruner=lottery", "pruner.pretrain_epochs=0"], "pruner.pretrain_epochs=0"),
+    (["pruner=grasp", "+pruner.options.temprature=100"], "pruner.options.temprature is not an option"),
+    (["sanity_check.data=random_lables"], "sanity_check.data='random_lables'"),
+    (["dataset.root=/nonexistent/cifar", "dataset.download=false"], "dataset.root='/nonexistent/cifar'"),
+]
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + c if c in "[]().*+?{}|^$" else c for c in text)
+
+
+@pytest.mark.parametrize(("overrides", "message"), CONFIG_CASES, ids=[" ".join(o) for o, _ in CONFIG_CASES])
+def test_bad_config_values(tmp_path, cifar_root, overrides, message):
+    cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", *overrides])
+    with pytest.raises(ConfigError, match=_escape(message)):
+        run(cfg)
+    assert not (tmp_path / "run").exists()  # nothing written, nothing trained
+
+
+def _data_case(tmp_path: Path, cifar_root: Path, *overrides: str):
+    return compose_cfg(tmp_path, [*TINY, *overrides])
+
+
+def test_md5_mismatch_is_reported_for_generated_files(tmp_path, cifar_root):
+    cfg = _data_case(tmp_path, cifar_root, f"dataset.root={cifar_root}", "dataset.verify_md5=true",
+                     "dataset.download=false")
+    with pytest.raises(DatasetError, match="corrupted or truncated"):
+        run(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_truncated_file_is_named(tmp_path, cifar_root):
+    root = tmp_path / "data"
+    shutil.copytree(cifar_root / "cifar-10-batches-py", root / "cifar-10-batches-py")
+    victim = root / "cifar-10-batches-py" / "data_batch_2"
+    victim.write_bytes(victim.read_bytes()[:1000])
+    cfg = _data_case(tmp_path, cifar_root, f"dataset.root={root}", "dataset.verify_md5=false",
+                     "dataset.download=false")
+    with pytest.raises(DatasetError, match="data_batch_2"):
+        run(cfg)
+
+
+def test_missing_files_without_network_name_the_root(tmp_path, cifar_root, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    monkeypatch.setattr(tv_utils, "download_url", offline)
+    root = tmp_path / "empty"
+    root.mkdir()
+    cfg = _data_case(tmp_path, cifar_root, f"dataset.root={root}", "dataset.download=true")
+    with pytest.raises(DatasetError, match="dataset.root"):
+        run(cfg)
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_unknown_group_option_lists_the_choices(tmp_path):
+    proc = _cli(["pruner=snap", f"paths.root_dir={tmp_path}"], tmp_path)
+    assert proc.returncode == 1
+    assert "Could not find 'pruner/snap'" in proc.stderr and "grasp" in proc.stderr
+
+
+def test_sweep_with_an_invalid_job_runs_nothing(tmp_path):
+    proc = _cli(["-m", "pruner=snip,smart_ratio", "sanity_check=random_labels", "dataset=digits",
+                 f"paths.root_dir={tmp_path}"], tmp_path)
+    assert proc.returncode == 2
+    assert "1 of 2 sweep jobs are invalid, nothing was run" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("run_config.json"))
