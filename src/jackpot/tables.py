@@ -395,10 +395,9 @@ def make_layout(summary: pd.DataFrame, spec: SweepSpec) -> Layout:
     datasets = ordered("dataset", summary["dataset"])
     col_axis = "model" if len(datasets) == 1 and len(models) > 1 else "dataset"
     row_axes = ("pruner", "sanity_check") if col_axis == "model" else ("model", "pruner", "sanity_check")
-    if col_axis == "model":
-        title = f"{spec.name}: {DATASET_LABELS.get(datasets[0], datasets[0])}"
-    else:
-        title = spec.name
+    title = spec.name
+    if col_axis == "model":  # a single dataset: say which in the title
+        title += f": {DATASET_LABELS.get(datasets[0], datasets[0])}"
 
     sparse = summary[summary["pruner"] != "dense"]
     ratios = ordered("ratio", (sparse if not sparse.empty else summary)["ratio"])
@@ -472,17 +471,16 @@ def fmt_published(rec: Mapping[str, Any], pm: str = "±") -> str:
     return f"{rec['published_mean']:.2f} {pm} {rec['published_std']:.2f}"
 
 
-def cell_detail(rec: Mapping[str, Any], pm: str = "±", delta: str = "Δ") -> str:
-    """The second line of a cell: paper value, difference, seeds, and where borrowed runs come from."""
-    parts = []
+def cell_detail(rec: Mapping[str, Any], pm: str = "±", delta: str = "Δ", sep: str = ", ") -> str:
+    """The small print of a cell: the paper's value, then the difference and the seed count."""
     pub = fmt_published(rec, pm)
-    if pub:
-        parts.append(f"paper {pub}")
+    rest = []
     if fmt_diff(rec):
-        parts.append(f"{delta} {fmt_diff(rec)}")
+        rest.append(f"{delta} {fmt_diff(rec)}")
     if rec["status"] != "missing":
-        parts.append(fmt_seeds(rec))
-    return ", ".join(parts)
+        rest.append(fmt_seeds(rec))
+    parts = ([f"paper {pub}"] if pub else []) + ([", ".join(rest)] if rest else [])
+    return sep.join(parts)
 
 
 def _borrowed(layout: Layout, table: str) -> list[str]:
@@ -510,7 +508,7 @@ def render_rich(layout: Layout, table_name: str, console: Any = None) -> None:
                 continue
             ours = fmt_ours(rec)
             style = {"missing": "yellow", "failed": "red"}.get(rec["status"], "bold")
-            detail = cell_detail(rec)
+            detail = cell_detail(rec, sep="\n")
             texts.append(f"[{style}]{ours}[/{style}]" + (f"\n[dim]{detail}[/dim]" if detail else ""))
         table.add_row(row_label(row, layout.row_axes), *texts)
     console.print(table)
@@ -626,6 +624,10 @@ def plot_accuracy_vs_ratio(summary: pd.DataFrame, spec: SweepSpec, path: Path) -
                 line = sub[sub["sanity_check"] == check].sort_values("ratio")
                 ax.errorbar(line["ratio"] * 100, line["mean"], yerr=line["std"].fillna(0.0), marker="o",
                             capsize=3, label=CHECK_LABELS.get(check) or "original")
+                paper = line[line["published_mean"].notna()]
+                if not paper.empty:
+                    ax.plot(paper["ratio"] * 100, paper["published_mean"], linestyle="none", marker="x",
+                            color="black", label="paper" if check == "none" else None)
             if not dense.empty:
                 ax.axhline(float(dense["mean"].iloc[0]), color="grey", linestyle="--", linewidth=1,
                            label="dense")
@@ -733,7 +735,7 @@ def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Se
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="jackpot-tables", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="jackpot-tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sources", nargs="+", help="sweep dir(s) (searched recursively for results.json) "
                         "or wandb:entity/project[/group]")

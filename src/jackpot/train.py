@@ -270,7 +270,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     masks = pruning.masks
     results = {
         "status": "failed" if failed else "complete",
-        "reason": "loss became NaN or infinite" if module.nonfinite_loss else None,
+        "reason": "loss became NaN or infinite (training diverged)" if module.nonfinite_loss else None,
         "cell": cell_keys(cfg),
         "cell_name": cell_name(cfg),
         "name": cfg.name,

@@ -83,9 +83,8 @@ class ClassificationModule(L.LightningModule):
         if n:
             train = {"train/loss": loss_sum / n, "train/acc": correct / n,
                      "lr": self._epoch_lr}
-            if not torch.isfinite(torch.tensor(loss_sum)):
-                self.nonfinite_loss = True
-                self.trainer.should_stop = True
+            if not math.isfinite(loss_sum):
+                self._stop_nonfinite()
             if self.history and self.history[-1]["epoch"] == self.current_epoch:
                 self.history[-1].update(train)
             else:
@@ -114,6 +113,8 @@ class ClassificationModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         metrics = self._close_eval("test")
+        if not math.isfinite(metrics["test/loss"]):
+            self._stop_nonfinite()
         acc = metrics["test/acc"]
         self.final_acc = acc
         self.best_acc = acc if math.isnan(self.best_acc) else max(self.best_acc, acc)
@@ -123,6 +124,11 @@ class ClassificationModule(L.LightningModule):
         else:
             self.history.append(entry)
         self._log_scalars({**metrics, "test/best_acc": self.best_acc})
+
+    def _stop_nonfinite(self) -> None:
+        """A NaN or infinite loss: stop now and let the run be recorded as failed (the sweep goes on)."""
+        self.nonfinite_loss = True
+        self.trainer.should_stop = True
 
     def on_test_epoch_end(self) -> None:
         self.final_acc = self._close_eval("test")["test/acc"]
