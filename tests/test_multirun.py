@@ -16,15 +16,15 @@ from conftest import REPO
 
 from jackpot import tables
 
-# Tiny but real: one epoch of two batches, small scoring batches. Paths under the test's tmp dir.
+# Tiny but real: one epoch of two batches, small scoring batches.
 TINY_SWEEP = ["trainer.limit_train_batches=2", "schedule.epochs=1", "schedule.milestones=[]",
               "dataset.samples_per_class=2"]
 
 
 def multirun(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None,
              timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(REPO / "train.py"), "-m", *overrides, *TINY_SWEEP,
-           f"paths.root_dir={tmp_path}"]
+    # As a user types it, from a fresh folder: outputs/, data/ and .cache/ land under the current directory.
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", *overrides, *TINY_SWEEP]
     full_env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", **(env or {})}
     proc = subprocess.run(cmd, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -73,10 +73,11 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
     assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
 
 
+@pytest.mark.slow
 def test_ray_local_launcher_runs_a_tiny_sweep_on_cpu(tmp_path):
     """hydra/launcher=ray_local with GPU requests of zero: each job is a Ray task in its own process.
 
-    About 45 s on 2 busy cores (Ray's start included), so it runs with `make test`.
+    45-90 s on 2 busy cores (Ray's start included): `make test-full`.
     """
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
     proc = multirun(

@@ -286,3 +286,43 @@ def test_every_published_cell_is_run_by_its_table_or_by_another_sweep():
     for stem in EXPECTED:
         missing = set(published_of(stem)) - runnable
         assert not missing, (stem, sorted(missing)[:3])
+
+
+# ------------------------------------------------------------------------------------------ launchers
+
+
+def compose_launcher(name: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
+    return OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+
+
+def test_default_launcher_is_the_plain_local_one():
+    assert compose_sweep("quickstart").hydra.launcher._target_.endswith("BasicLauncher")
+
+
+@pytest.mark.parametrize("name, gpus", [("ray_local", 1), ("ray_local_fractional", 0.25), ("ray_cluster", 1)])
+def test_ray_launchers_give_each_job_its_own_gpu_share_and_a_fresh_process(name, gpus):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
+    launcher = compose_launcher(name)
+    assert launcher["_target_"].endswith("RayLauncher")
+    remote = launcher["ray"]["remote"]
+    assert remote["num_gpus"] == gpus and remote["max_calls"] == 1
+    init = launcher["ray"]["init"]
+    if name == "ray_cluster":
+        assert init["address"] == "auto"
+        assert "object_store_memory" in init and init["object_store_memory"] is None  # the 1.2.2 workaround
+        assert set(init["runtime_env"]) >= {"working_dir", "env_vars"}
+        assert "WANDB_MODE" in init["runtime_env"]["env_vars"]
+    else:
+        assert init["address"] is None
+
+
+def test_slurm_launcher_asks_one_gpu_per_task_with_an_array_limit_and_requeue():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
+    launcher = compose_launcher("slurm")
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert launcher["gpus_per_node"] == 1 and launcher["tasks_per_node"] == 1 and launcher["nodes"] == 1
+    assert launcher["array_parallelism"] >= 1 and launcher["max_num_timeout"] >= 1
+    for key in ("cpus_per_task", "mem_gb", "timeout_min", "partition", "setup"):
+        assert key in launcher

@@ -6,6 +6,8 @@ flat config keys, and the run id stored in the output dir so a resumed job conti
 
 from __future__ import annotations
 
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,10 @@ def cell_name(cfg: DictConfig) -> str:
 
 def _wandb_id(output_dir: Path) -> str:
     """The run's wandb id, created once and kept in the output dir so a resume appends to the same run."""
-    import wandb
-
     path = output_dir / "wandb_id.txt"
     if path.exists():
         return path.read_text().strip()
-    run_id = wandb.util.generate_id()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     output_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id)
     return run_id

@@ -1,0 +1,53 @@
+"""wandb offline: one run per job, grouped by sweep, named by cell, flat table axes, same run after a resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, TINY
+from wandb_records import run_summary
+
+TINY_DIGITS = [*TINY, "dataset=digits", "schedule.epochs=2", "schedule.milestones=[1]", "logger=wandb",
+               "name=wandb_sweep", "pruner=random"]
+
+
+def _train_py(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("JACKPOT_FAULT", None)
+    if fault:
+        env["JACKPOT_FAULT"] = fault
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _runs(job_dir: Path) -> list[dict]:
+    return [run_summary(p) for p in sorted(job_dir.glob("wandb/offline-run-*/run-*.wandb"))]
+
+
+def test_offline_multirun_writes_one_grouped_run_per_job(tmp_path):
+    proc = _train_py(["-m", *TINY_DIGITS, "ratio=0.5,0.9", f"paths.root_dir={tmp_path}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    job_dirs = sorted(p.parent for p in (tmp_path / "outputs").rglob("results.json"))
+    assert len(job_dirs) == 2
+    for job_dir in job_dirs:
+        (run,) = _runs(job_dir)
+        cell = json.loads((job_dir / "results.json").read_text())["cell"]
+        assert run["group"] == "wandb_sweep" and run["job_type"] == "ticket"
+        assert run["name"] == f"resnet8-digits-random-none-r{cell['ratio']}-s0"
+        for key in ("model", "dataset", "pruner", "sanity_check", "ratio", "seed"):
+            assert json.loads(run["config"][key]) == cell[key]
+        assert "final_acc" in run["summary"] and run["exit_code"] == 0
+
+
+def test_a_resumed_job_continues_the_same_wandb_run(tmp_path):
+    args = [*TINY_DIGITS, "ratio=0.5", f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/job"]
+    killed = _train_py(args, fault="step:3")  # mid-way through the second epoch
+    assert killed.returncode == -9
+    assert _train_py(args).returncode == 0
+    runs = _runs(tmp_path / "job")
+    assert len(runs) == 2 and runs[0]["id"] == runs[1]["id"]
+    assert json.loads((tmp_path / "job" / "results.json").read_text())["resumed"] is True
