@@ -43,8 +43,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, cifar_root):
 
     # Random kill points over the whole life of a run (steps: 2 trunk epochs + 2 ticket epochs of 3 steps).
     rng = random.Random(20201)
-    plan = ["score:1", f"step:{rng.randint(1, 5)}", "trunk:1", f"step:{rng.randint(1, 5)}",
-            f"write:{rng.randint(1, 3)}"]
+    # The last kill lands in the ticket's second epoch, so the final rerun must resume from a checkpoint.
+    plan = ["score:1", f"step:{rng.randint(1, 5)}", "trunk:1", f"write:{rng.randint(1, 3)}", "step:4"]
     out = tmp_path / "killed"
     args = [*_overrides(cifar_root), f"paths.root_dir={out}", f"hydra.run.dir={out}/run"]
     kills = 0
@@ -60,7 +60,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, cifar_root):
     assert final.returncode == 0, final.stderr[-2000:]
 
     resumed = json.loads((out / "run" / "results.json").read_text())
-    assert resumed["status"] == "complete"
+    assert resumed["status"] == "complete" and resumed["resumed"] is True
     assert resumed["final_acc"] == reference["final_acc"] and resumed["best_acc"] == reference["best_acc"]
     assert resumed["history"] == reference["history"]
     assert Masks.load(out / "run" / "masks.pt").equal(Masks.load(ref_dir / "masks.pt"))

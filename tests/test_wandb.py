@@ -48,6 +48,8 @@ def test_a_resumed_job_continues_the_same_wandb_run(tmp_path):
     killed = _train_py(args, fault="step:3")  # mid-way through the second epoch
     assert killed.returncode == -9
     assert _train_py(args).returncode == 0
-    runs = _runs(tmp_path / "job")
-    assert len(runs) == 2 and runs[0]["id"] == runs[1]["id"]
+    run_dirs = sorted((tmp_path / "job").glob("wandb/offline-run-*"))
+    assert len(run_dirs) == 2  # the killed attempt and the resumed one, one wandb run id
+    assert len({d.name.rsplit("-", 1)[1] for d in run_dirs}) == 1
+    assert _runs(tmp_path / "job")[-1]["id"] == run_dirs[0].name.rsplit("-", 1)[1]
     assert json.loads((tmp_path / "job" / "results.json").read_text())["resumed"] is True

@@ -51,8 +51,9 @@ def build_loggers(cfg: DictConfig, output_dir: Path, config_hash: str) -> list[L
         return [CSVLogger(save_dir=str(output_dir), name="csv", version="")]
     from lightning.pytorch.loggers import WandbLogger
 
-    config = {**cell_keys(cfg), "config_hash": config_hash, "cell": cell_name(cfg),
-              "full": OmegaConf.to_container(cfg, resolve=True)}
+    full = OmegaConf.to_container(cfg, resolve=True)
+    full.pop("published", None)
+    config = {**cell_keys(cfg), "config_hash": config_hash, "cell": cell_name(cfg), "full": full}
     tags = [str(t)[:64] for t in cfg.get("tags", []) if str(t)]
     return [
         WandbLogger(

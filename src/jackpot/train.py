@@ -33,7 +33,7 @@ from jackpot.trunk import Trunk, TrunkCache
 
 REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + this
 # Keys that do not change what a run computes: excluded from the run's config hash.
-_HASH_EXCLUDE = ("paths", "logger", "tags", "name")
+_HASH_EXCLUDE = ("paths", "logger", "tags", "name", "published")
 _HASH_EXCLUDE_DATASET = ("root", "download", "verify_md5", "num_workers")
 
 
@@ -89,8 +89,9 @@ def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks:
     if faults.active():
         callbacks = [*callbacks, FaultPoints()]
     if ckpt_dir is not None:
-        callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="epoch{epoch:03d}",
-                                                 save_last=True, save_top_k=0,
+        # One file, overwritten (atomically) every epoch: `last.ckpt` is what a rerun resumes from.
+        callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", save_top_k=1, save_last=False,
+                                                 enable_version_counter=False,
                                                  every_n_epochs=t.checkpoint_every_n_epochs)]
     return L.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=t.devices, precision=precision, max_epochs=epochs,

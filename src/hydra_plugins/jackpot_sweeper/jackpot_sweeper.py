@@ -21,6 +21,13 @@ MAX_LISTED = 5
 class JackpotSweeper(BasicSweeper):
     """`hydra/sweeper=jackpot` (the default in conf/hydra/default.yaml)."""
 
+    def sweep(self, arguments: list[str]):
+        from hydra.core.hydra_config import HydraConfig
+
+        # `${hydra:runtime.cwd}` (paths.root_dir) appears in hydra.sweep.dir, which the sweeper reads in the driver
+        HydraConfig.instance().set_config(self.config)
+        return super().sweep(arguments)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch)
         loader = self.hydra_context.config_loader
