@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from conftest import REPO, TINY, compose_cfg
+
 from jackpot.train import run
 
 

@@ -54,7 +54,9 @@ def validate(cfg: DictConfig) -> None:
     unknown = sorted(set(options) - set(METHODS[cfg.pruner.method].options))
     if unknown:
         allowed = ", ".join(METHODS[cfg.pruner.method].options) or "none"
-        raise ConfigError(f"pruner.options.{unknown[0]} is not an option of pruner {cfg.pruner.method}; allowed: {allowed}")
+        raise ConfigError(
+            f"pruner.options.{unknown[0]} is not an option of pruner {cfg.pruner.method}; allowed: {allowed}"
+        )
     _validate_schedule(cfg)
     _validate_dataset(cfg)
     _validate_checks(cfg, METHODS)

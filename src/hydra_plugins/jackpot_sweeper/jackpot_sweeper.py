@@ -41,7 +41,9 @@ class JackpotSweeper(BasicSweeper):
         if problems:
             listed = "; ".join(problems[:MAX_LISTED])
             more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
-            error = ConfigError(f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {listed}{more}")
+            error = ConfigError(
+                f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {listed}{more}"
+            )
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise error
             print(format_user_error(error), file=sys.stderr)

@@ -91,7 +91,8 @@ class Masks(Mapping[str, torch.Tensor]):
             )
         for name, weight in weights.items():
             if weight.shape != self._masks[name].shape:
-                raise ValueError(f"mask {name} has shape {tuple(self._masks[name].shape)}, weight {tuple(weight.shape)}")
+                shapes = f"{tuple(self._masks[name].shape)}, weight {tuple(weight.shape)}"
+                raise ValueError(f"mask {name} has shape {shapes}")
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> None:
