@@ -248,7 +248,7 @@ def test_corruptions_in_the_datamodule(fake_root: Path) -> None:
     half = ImageDataModule("cifar10", root=str(fake_root), verify_md5=False, corruption="half_dataset")
     assert half.train_size == (N_TRAIN // 2) // 64 * 64 and not half.train_shuffle
     np.testing.assert_array_equal(half.train_data[0], images[: half.train_size])
-    assert list(half.train_dataloader().sampler) == list(range(half.train_size))
+    assert [index for index, _ in half.train_dataloader().sampler] == list(range(half.train_size))
 
     labels = ImageDataModule("cifar10", root=str(fake_root), verify_md5=False, corruption="random_labels")
     _, random_targets = labels.train_data
@@ -294,3 +294,41 @@ def test_lightning_sets_the_epoch_on_both_loaders(fake_root: Path, loader: str) 
     trainer.fit(_Tiny(), datamodule=dm)
     epoch = trainer.train_dataloader.sampler.epoch if loader == "torch" else trainer.train_dataloader.epoch
     assert epoch == 2
+
+
+def test_torch_loader_augmentation_depends_only_on_seed_and_epoch() -> None:
+    """Lightning may fetch a batch before any epoch hook runs (it does when resuming): the global RNG must not
+    decide the augmentation."""
+    from jackpot.data.torch_loader import CropFlip, torch_loader
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 32, 32, 3), dtype=np.uint8)
+    targets = np.arange(40) % 10
+    loader = torch_loader(images, targets, 16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), train=True, seed=3)
+    loader.sampler.set_epoch(2)
+    torch.manual_seed(1)
+    first = [x for x, _ in loader]
+    torch.manual_seed(99)
+    torch.rand(1000)
+    second = [x for x, _ in loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    loader.sampler.set_epoch(3)
+    assert not torch.equal(next(iter(loader))[0], first[0])
+
+    # CropFlip draws offsets over the 9 x 9 shifts and flips half the time, like RandomCrop + RandomHorizontalFlip
+    from PIL import Image
+
+    marker = np.zeros((32, 32, 3), dtype=np.uint8)
+    marker[0, 0] = 255  # the top-left pixel: where it lands gives the offset and the flip
+    crop = CropFlip()
+    seen, flips = set(), 0
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        out = np.asarray(crop(Image.fromarray(marker), generator))
+        ys, xs = np.nonzero(out[..., 0])
+        if len(xs):
+            flipped = xs[0] >= 16
+            flips += int(flipped)
+            seen.add((int(ys[0]), int(31 - xs[0] if flipped else xs[0])))
+    assert len(seen) == 25  # the marker stays in view for the 5 x 5 shifts that do not crop it away
+    assert 0.4 < flips / 2000 * 81 / 25 < 0.6

@@ -635,6 +635,8 @@ def format_report(cfg: BenchConfig, res: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Keep Lightning's per-fit banners and the worker-count warnings out of the report."""
+    import lightning.pytorch  # noqa: F401  (its import sets its logger's level: import first, then quieten)
+
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

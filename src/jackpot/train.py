@@ -91,7 +91,7 @@ def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks:
     if ckpt_dir is not None:
         # One file, overwritten (atomically) every epoch: `last.ckpt` is what a rerun resumes from.
         callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", save_top_k=1, save_last=False,
-                                                 enable_version_counter=False,
+                                                 enable_version_counter=False, save_on_train_epoch_end=True,
                                                  every_n_epochs=t.checkpoint_every_n_epochs)]
     return L.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=t.devices, precision=precision, max_epochs=epochs,

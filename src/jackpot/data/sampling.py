@@ -21,13 +21,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(state[0]) >> 1
 
 
-class EpochSampler(Sampler[int]):
-    """Shuffles with a generator seeded from (seed, epoch); Lightning calls `set_epoch` every epoch."""
+class EpochSampler(Sampler):
+    """Shuffles with a generator seeded from (seed, epoch); Lightning calls `set_epoch` every epoch.
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True) -> None:
+    With `draw_seeds`, yields (index, draw seed) pairs: the seed of that sample's augmentation this epoch.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, draw_seeds: bool = False) -> None:
         self.n = int(n)
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
+        self.draw_seeds = bool(draw_seeds)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -39,8 +43,13 @@ class EpochSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return torch.randperm(self.n, generator=generator)
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order().tolist())
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int]]:
+        order = self.order().tolist()
+        if not self.draw_seeds:
+            return iter(order)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed + 1_000_003, self.epoch))
+        draws = torch.randint(0, 2**62, (self.n,), generator=generator).tolist()
+        return iter(zip(order, draws, strict=True))
 
     def __len__(self) -> int:
         return self.n

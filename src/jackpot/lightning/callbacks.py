@@ -100,6 +100,9 @@ class EpochSeed(L.Callback):
         torch.manual_seed(epoch_seed)
         random.seed(epoch_seed)
         np.random.seed(epoch_seed)
+        # Lightning sets the sampler epoch from its progress counters, which a restore from an epoch-end checkpoint
+        # leaves one behind; the epoch number is what decides the order, so set it again here.
         loader = trainer.train_dataloader
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(trainer.current_epoch)
+        for target in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(target, "set_epoch"):
+                target.set_epoch(trainer.current_epoch)

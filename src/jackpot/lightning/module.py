@@ -28,6 +28,10 @@ class Schedule:
     gamma: float = 0.1
     extra: dict = field(default_factory=dict)
 
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of `epoch` (MultiStepLR's rule), a pure function of the epoch: nothing to restore."""
+        return self.lr * self.gamma ** sum(1 for milestone in self.milestones if milestone <= epoch)
+
 
 class ClassificationModule(L.LightningModule):
     """Wraps a network; trains with cross-entropy, evaluates the test set every epoch, tracks final and best."""
@@ -39,12 +43,22 @@ class ClassificationModule(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.register_buffer("_train_sums", torch.zeros(3), persistent=False)  # loss*n, correct, n
-        self.register_buffer("_eval_sums", torch.zeros(3), persistent=False)
+        # Per step: (mean loss, correct count) device tensors and the batch size; summed once per epoch.
+        self._train_parts: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self._eval_parts: list[tuple[torch.Tensor, torch.Tensor, int]] = []
         self.history: list[dict] = []  # one entry per evaluated epoch: epoch, test_acc, test_loss, train_*
         self.best_acc: float = float("nan")
         self.final_acc: float = float("nan")
         self.nonfinite_loss: bool = False
+
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets `_current_fx_name` twice around every hook call (~40 times per training step);
+        # nn.Module.__setattr__ checks parameters, buffers and modules each time. A plain string attribute
+        # needs none of that.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def compile_model(self, **options) -> None:
         """Compile the network's forward. The compiled callable is kept outside the module tree, so parameter
@@ -59,27 +73,42 @@ class ClassificationModule(L.LightningModule):
         return compiled(x) if compiled is not None else self.model(x)
 
     # Training ---------------------------------------------------------------------------------------------------
-    def _accumulate(self, sums: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        n = y.shape[0]
+    @staticmethod
+    def _accumulate(parts: list, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        """Keep the step's loss and correct count on the device: three small kernels, no host sync."""
         with torch.no_grad():
-            sums[0] += loss.detach().float() * n
-            sums[1] += (logits.argmax(dim=1) == y).sum()
-            sums[2] += n
+            parts.append((loss.detach(), (logits.argmax(dim=1) == y).sum(), int(y.shape[0])))
+
+    @staticmethod
+    def _totals(parts: list) -> tuple[float, float, int]:
+        """(sum of loss * n, correct, n) over the steps in `parts`, read with one host sync."""
+        if not parts:
+            return 0.0, 0.0, 0
+        losses = torch.stack([p[0] for p in parts]).float()
+        sizes = torch.tensor([p[2] for p in parts], dtype=torch.float32).to(losses.device)
+        correct = torch.stack([p[1] for p in parts]).sum().float()
+        loss_sum, correct_sum = torch.stack(((losses * sizes).sum(), correct)).tolist()
+        return loss_sum, correct_sum, sum(p[2] for p in parts)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self._accumulate(self._train_sums, logits, y, loss)
+        self._accumulate(self._train_parts, logits, y, loss)
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums.zero_()
-        # read here: Lightning steps epoch schedulers before on_train_epoch_end
-        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self._train_parts = []
+        # The LR is set from the epoch number, not stepped by a stateful scheduler: a run resumed from an
+        # epoch-end checkpoint gets exactly the LR of the uninterrupted run.
+        self._epoch_lr = self.schedule.lr_at(self.current_epoch)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self._epoch_lr
 
     def on_train_epoch_end(self) -> None:
-        loss_sum, correct, n = self._train_sums.tolist()  # one host sync per epoch
+        loss_sum, correct, n = self._totals(self._train_parts)  # one host sync per epoch
+        self._train_parts = []
         if n:
             train = {"train/loss": loss_sum / n, "train/acc": correct / n,
                      "lr": self._epoch_lr}
@@ -93,19 +122,20 @@ class ClassificationModule(L.LightningModule):
 
     # Evaluation (the test set, every epoch, as the official code) --------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._eval_sums.zero_()
+        self._eval_parts = []
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self._accumulate(self._eval_sums, logits, y, loss)
+        self._accumulate(self._eval_parts, logits, y, loss)
 
     test_step = validation_step
     on_test_epoch_start = on_validation_epoch_start
 
     def _close_eval(self, prefix: str) -> dict[str, float]:
-        loss_sum, correct, n = self._eval_sums.tolist()
+        loss_sum, correct, n = self._totals(self._eval_parts)
+        self._eval_parts = []
         metrics = {f"{prefix}/loss": loss_sum / max(n, 1), f"{prefix}/acc": 100.0 * correct / max(n, 1)}
         return metrics
 
@@ -146,8 +176,7 @@ class ClassificationModule(L.LightningModule):
             self.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.nesterov,
             **({"fused": True} if on_cuda else {"foreach": True}),
         )
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(s.milestones), gamma=s.gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return optimizer
 
     # Checkpoint extras: the accuracy history survives a resume ---------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
