@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -14,6 +18,28 @@ CONF = REPO / "conf"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny networks: intra-op threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_py(args: list[str], cwd: Path | None = None, fault: str | None = None,
+             env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python train.py <args>` in a subprocess, wandb disabled unless `env` says otherwise; `fault` sets
+    JACKPOT_FAULT (see jackpot.faults)."""
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(env or {})}
+    full_env.pop("JACKPOT_FAULT", None)
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    if fault:
+        full_env["JACKPOT_FAULT"] = fault
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY, compose_cfg
+from conftest import TINY, compose_cfg, train_py
 
 from jackpot.config import ConfigError
 from jackpot.data import DatasetError
@@ -98,10 +96,7 @@ def test_missing_files_without_network_name_the_root(tmp_path, cifar_root, monke
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return train_py(args, cwd=cwd, timeout=300)
 
 
 def test_unknown_group_option_lists_the_choices(tmp_path):

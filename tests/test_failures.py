@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from conftest import REPO, TINY, compose_cfg
+from conftest import TINY, compose_cfg, train_py
 
 from jackpot.train import run
 
@@ -28,9 +25,7 @@ def test_the_sweep_goes_on_past_a_failed_run(tmp_path, cifar_root):
     args = ["-m", *TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "pruner=random", "ratio=0.5",
             "schedule.epochs=1", "schedule.milestones=[]", "schedule.lr=1e12,0.05", f"paths.root_dir={tmp_path}",
             "hydra.sweep.subdir=job${hydra.job.num}"]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = train_py(args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.rglob("results.json"))
     assert statuses == ["complete", "failed"]

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import train_py
 
 from jackpot import tables
 
@@ -24,9 +22,7 @@ TINY_SWEEP = ["trainer.limit_train_batches=2", "schedule.epochs=1", "schedule.mi
 def multirun(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None,
              timeout: int = 600) -> subprocess.CompletedProcess:
     # As a user types it, from a fresh folder: outputs/, data/ and .cache/ land under the current directory.
-    cmd = [sys.executable, str(REPO / "train.py"), "-m", *overrides, *TINY_SWEEP]
-    full_env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", **(env or {})}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout)
+    proc = train_py(["-m", *overrides, *TINY_SWEEP], cwd=tmp_path, env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
-from conftest import REPO, TINY, compose_cfg
+from conftest import TINY, compose_cfg, train_py
 
 from jackpot.io import torch_load_safe
 from jackpot.pruning import Masks
@@ -25,12 +23,7 @@ def _overrides(cifar_root: Path) -> list[str]:
 
 
 def _train_py(args: list[str], fault: str | None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
-    env.pop("JACKPOT_FAULT", None)
-    if fault:
-        env["JACKPOT_FAULT"] = fault
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], env=env, capture_output=True,
-                          text=True, timeout=900)
+    return train_py(args, fault=fault)
 
 
 def _final_state(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, compose_cfg
+from conftest import TINY, compose_cfg, train_py
 
 from jackpot.config import ConfigError
 from jackpot.io import torch_load_safe
@@ -118,9 +116,7 @@ def test_invalid_combinations_fail_before_any_work(tmp_path, cifar_root, overrid
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return train_py(args, cwd=cwd)
 
 
 def _tiny_cli(cifar_root: Path, tmp_path: Path) -> list[str]:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import REPO, TINY
+from conftest import TINY, train_py
 from wandb_records import run_summary
 
 TINY_DIGITS = [*TINY, "dataset=digits", "schedule.epochs=2", "schedule.milestones=[1]", "logger=wandb",
@@ -16,12 +14,7 @@ TINY_DIGITS = [*TINY, "dataset=digits", "schedule.epochs=2", "schedule.milestone
 
 
 def _train_py(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env.pop("JACKPOT_FAULT", None)
-    if fault:
-        env["JACKPOT_FAULT"] = fault
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+    return train_py(args, fault=fault, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"}, timeout=600)
 
 
 def _runs(job_dir: Path) -> list[dict]:
