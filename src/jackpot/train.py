@@ -234,8 +234,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             recipe = ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds))
 
     check = cfg.sanity_check
-    # Scoring data: for init methods the data check corrupts it; after training, the trunk already saw it.
-    scoring_module = make_datamodule(cfg, corruption=check.data if method.when == "init" else None)
+    # A data check corrupts all the data the mask is made from: the scoring batch (SNIP, GraSP, OBD's Hessian)
+    # as well as the dense training of the trunk.
+    scoring_module = make_datamodule(cfg, corruption=check.data)
 
     def scoring_batches():
         return scoring_module.scoring_batch(cfg.dataset.samples_per_class, seed=seed)
