@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jackpot.lightning.module import keep_freed_cpu_memory
+
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 EPOCHS = 160
@@ -61,12 +63,13 @@ REPORT_ROWS = (
     "(c) jackpot Lightning + PruningCallback",
     "jackpot step / bare step",
     "mask enforcement",
-    "eval",
+    "eval (no grad",
     "projected 160-epoch run",
-    "SNIP",
-    "GraSP",
+    "SNIP  N=",
+    "GraSP N=",
     "GraSP peak memory",
     "framework overhead",
+    "stock Lightning",
 )
 
 
@@ -86,20 +89,24 @@ class BenchConfig:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    compile_mode: str | None = None
+    sync_check: bool = False
     workers: int | None = None
     classes: int = 10
     eval_batch: int = 500
     eval_batches: int = 3
     score_per_class: int = 10
     score_classes: tuple[int, ...] = (10, 100)
-    grasp_chunk: int | None = None
     overhead_model: str = "tinyconv"
     overhead_steps: int = 200
     overhead_rounds: int = 5
     overhead_device: str = "cpu"
     progress_bar: bool = False
+    steps_per_call: int = 1
+    overhead_steps_per_call: int = 8
     skip: tuple[str, ...] = ()
     seed: int = 0
+    threads: int | None = None
     tiny: bool = False
 
     def resolved_precision(self) -> str:
@@ -119,7 +126,7 @@ def tiny_config(**overrides: Any) -> BenchConfig:
     base = {
         "model": "resnet8", "batch": 16, "steps": 4, "rounds": 2, "warmup": 1, "device": "cpu",
         "eval_batch": 32, "eval_batches": 1, "score_per_class": 2, "score_classes": (10,),
-        "grasp_chunk": 8, "overhead_steps": 8, "overhead_rounds": 2, "tiny": True,
+        "overhead_steps": 10, "overhead_rounds": 2, "overhead_steps_per_call": 4, "threads": 1, "tiny": True,
     }
     base.update(overrides)
     return BenchConfig(**base)
@@ -145,13 +152,29 @@ class TinyConv(nn.Module):
         return self.fc(x.flatten(1))
 
 
+class LinearNet(nn.Module):
+    """flatten -> linear: almost no compute, so a step's time is the framework's and the loader's own."""
+
+    family = "tiny"
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 32 * 32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+BENCH_NETS: dict[str, Callable[[int], nn.Module]] = {"tinyconv": TinyConv, "linear": LinearNet}
+
+
 def build_net(name: str, num_classes: int, seed: int) -> nn.Module:
     """The same init for every variant: seeded, on the CPU (moved by the caller)."""
     from jackpot.models import build_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TinyConv(num_classes) if name == "tinyconv" else build_model(name, num_classes)
+        return BENCH_NETS[name](num_classes) if name in BENCH_NETS else build_model(name, num_classes)
 
 
 def synthetic_cifar(n: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -193,8 +216,30 @@ def _sgd(params: Sequence[torch.nn.Parameter], device: torch.device, jackpot_sty
 # ----------------------------------------------------------------------------------------------------------
 # Variants: each runs one "epoch" of `steps` batches per round and returns the time of the steps after warm-up
 # ----------------------------------------------------------------------------------------------------------
+class SyncCounter:
+    """Counts CUDA host synchronisations while active (torch's sync debug mode, recorded as warnings).
+
+    A step that synchronises stalls the host until the GPU drains, so the host can no longer queue work
+    ahead; the timed steps of (b) and (c) should have none."""
+
+    def __init__(self) -> None:
+        self._catcher: Any = None
+        self._records: list = []
+
+    def start(self) -> None:
+        self._catcher = warnings.catch_warnings(record=True)
+        self._records = self._catcher.__enter__()
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+
+    def stop(self) -> int:
+        torch.cuda.set_sync_debug_mode(0)
+        self._catcher.__exit__(None, None, None)
+        return sum("synchroniz" in str(w.message) for w in self._records)
+
+
 class Variant:
-    """One way of training; `run_round()` -> seconds for (steps - warmup) optimizer steps."""
+    """One way of training; `run_round()` -> seconds per optimizer step over the steps after warm-up."""
 
     name: str = ""
 
@@ -216,6 +261,8 @@ class BareLoop(Variant):
         jackpot_sgd: bool,
         masks: Any = None,
         compile_net: bool = False,
+        compile_mode: str | None = None,
+        sync_check: bool = False,
     ) -> None:
         self.name = name
         self.net = net.to(device).train()
@@ -223,7 +270,9 @@ class BareLoop(Variant):
         self.device = device
         self.precision = precision
         self.warmup = warmup
-        self.forward = torch.compile(self.net, dynamic=False) if compile_net else self.net
+        self.forward = torch.compile(self.net, dynamic=False, mode=compile_mode) if compile_net else self.net
+        self.sync_check = sync_check and device.type == "cuda"
+        self.syncs: list[int] = []
         self.optimizer = _sgd(list(self.net.parameters()), device, jackpot_sgd)
         self.weights: list[torch.Tensor] = []
         self.float_masks: list[torch.Tensor] = []
@@ -237,10 +286,15 @@ class BareLoop(Variant):
             self.loader.set_epoch(self.epoch)
         self.epoch += 1
         start = None
+        steps = 0
         for step, (x, y) in enumerate(self.loader):
+            steps = step + 1
             if step == self.warmup:
                 _sync(self.device)
                 start = time.perf_counter()
+                if self.sync_check:
+                    counter = SyncCounter()
+                    counter.start()
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             with _autocast(self.device, self.precision):
@@ -250,37 +304,52 @@ class BareLoop(Variant):
             if self.weights:
                 torch._foreach_mul_([w.grad for w in self.weights], self.float_masks)
             self.optimizer.step()
+        if self.sync_check and start is not None:
+            self.syncs.append(counter.stop())
         _sync(self.device)
         if start is None:
             raise ValueError("steps must exceed warmup")
-        return time.perf_counter() - start
+        return (time.perf_counter() - start) / (steps - self.warmup)
 
 
 class _StepTimer:
-    """A Lightning callback timing the steps after warm-up: sync, clock at warm-up end and at epoch end."""
+    """A Lightning callback timing the steps after warm-up: sync, clock at warm-up end and at epoch end.
+
+    With several optimizer steps per training step the clock starts at the first chunk boundary at or after
+    the warm-up, and the steps are counted from the batch indices."""
 
     def __new__(cls, *args: Any, **kwargs: Any):  # built lazily so importing bench does not import Lightning
         import lightning.pytorch as L
 
         class StepTimer(L.Callback):
-            def __init__(self, warmup: int, device: torch.device) -> None:
+            def __init__(self, warmup: int, device: torch.device, sync_check: bool = False) -> None:
                 self.warmup, self.device = warmup, device
+                self.sync_check = sync_check and device.type == "cuda"
+                self.syncs: list[int] = []
+                self.counter = SyncCounter()
                 self.start: float | None = None
-                self.elapsed = float("nan")
+                self.first = self.last = 0
+                self.per_step = float("nan")
 
             def on_train_epoch_start(self, trainer, pl_module) -> None:
                 self.start = None
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-                if batch_idx == self.warmup - 1:
+                self.last = batch_idx + 1
+                if self.start is None and batch_idx >= self.warmup - 1:
                     _sync(self.device)
                     self.start = time.perf_counter()
+                    self.first = batch_idx + 1
+                    if self.sync_check:
+                        self.counter.start()
 
             def on_train_epoch_end(self, trainer, pl_module) -> None:
+                if self.sync_check and self.start is not None:
+                    self.syncs.append(self.counter.stop())
                 _sync(self.device)
-                if self.start is None:
-                    raise ValueError("steps must exceed warmup")
-                self.elapsed = time.perf_counter() - self.start
+                if self.start is None or self.last <= self.first:
+                    raise ValueError("steps must exceed warmup (and one chunk of steps)")
+                self.per_step = (time.perf_counter() - self.start) / (self.last - self.first)
 
         return StepTimer(*args, **kwargs)
 
@@ -317,21 +386,26 @@ class LightningRun(Variant):
         log_dir: Path,
     ) -> None:
         from jackpot.lightning.callbacks import EpochSeed, PruningCallback
-        from jackpot.lightning.module import ClassificationModule, Schedule
+        from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 
         self.name = name
         self.loader = loader
         self.device = device
         self.cfg = cfg
-        self.module = ClassificationModule(net, Schedule(epochs=1, milestones=()), cfg.channels_last)
+        schedule = Schedule(epochs=1, milestones=())
+        if cfg.steps_per_call > 1:
+            self.module = MultiStepClassificationModule(net, schedule, cfg.channels_last, cfg.steps_per_call)
+        else:
+            self.module = ClassificationModule(net, schedule, cfg.channels_last)
         if cfg.compile:
-            self.module.compile_model()
+            self.module.compile_model(mode=cfg.compile_mode)
 
         def make_ticket(model: nn.Module):
             masks.apply(model)
             return masks
 
-        self.callbacks = [PruningCallback(make_ticket), EpochSeed(cfg.seed), _StepTimer(cfg.warmup, device)]
+        self.callbacks = [PruningCallback(make_ticket), EpochSeed(cfg.seed),
+                          _StepTimer(cfg.warmup, device, cfg.sync_check)]
         self.settings = trainer_settings(cfg)
         self.log_dir = log_dir
         self.fit_seconds: list[float] = []
@@ -342,11 +416,50 @@ class LightningRun(Variant):
         from jackpot.train import make_trainer
 
         logger = CSVLogger(save_dir=str(self.log_dir), name="bench", version="")
-        trainer = make_trainer(self.settings, 1, None, list(self.callbacks), [logger])
+        # a checkpoint every epoch, as a real run (saved after the step timer's epoch end)
+        ckpt_dir = self.log_dir / ("ckpt-" + "".join(c if c.isalnum() else "_" for c in self.name))
+        trainer = make_trainer(self.settings, 1, ckpt_dir, list(self.callbacks), [logger])
         began = time.perf_counter()
         trainer.fit(self.module, train_dataloaders=self.loader)
         self.fit_seconds.append(time.perf_counter() - began)
-        return self.callbacks[-1].elapsed
+        return self.callbacks[-1].per_step
+
+
+class StockLightning(Variant):
+    """Lightning as a plain user writes it (the issue's 0.8 ms reference): `self.log` of the loss every step,
+    automatic optimization, no logger, no checkpoint, no progress bar; same net, loader and SGD as (b)."""
+
+    def __init__(self, name: str, net: nn.Module, loader: Any, device: torch.device, warmup: int) -> None:
+        import lightning.pytorch as L
+
+        class Plain(L.LightningModule):
+            def __init__(self, net: nn.Module) -> None:
+                super().__init__()
+                self.net = net
+
+            def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+                x, y = batch
+                loss = F.cross_entropy(self.net(x), y)
+                self.log("train/loss", loss)
+                return loss
+
+            def configure_optimizers(self) -> torch.optim.Optimizer:
+                return _sgd(list(self.parameters()), self.device, jackpot_style=True)
+
+        self.name = name
+        self.module = Plain(net)
+        self.loader = loader
+        self.device = device
+        self.timer = _StepTimer(warmup, device)
+
+    def run_round(self) -> float:
+        import lightning.pytorch as L
+
+        trainer = L.Trainer(accelerator="gpu" if self.device.type == "cuda" else "cpu", devices=1, max_epochs=1,
+                            logger=False, enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=False, num_sanity_val_steps=0, callbacks=[self.timer])
+        trainer.fit(self.module, train_dataloaders=self.loader)
+        return self.timer.per_step
 
 
 def interleave(variants: Sequence[Variant], rounds: int, warm_rounds: int = 1) -> dict[str, list[float]]:
@@ -397,24 +510,26 @@ def throughput(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     a = BareLoop("a", build_net(cfg.model, cfg.classes, cfg.seed), torch_loader, device, "32-true",
                  cfg.warmup, jackpot_sgd=False)
     b = BareLoop("b", net(), device_loader(), device, precision, cfg.warmup, jackpot_sgd=True,
-                 compile_net=cfg.compile)
+                 compile_net=cfg.compile, compile_mode=cfg.compile_mode, sync_check=cfg.sync_check)
     bm = BareLoop("b_mask", net(), device_loader(), device, precision, cfg.warmup, jackpot_sgd=True,
-                  masks=masks, compile_net=cfg.compile)
+                  masks=masks, compile_net=cfg.compile, compile_mode=cfg.compile_mode)
     c = LightningRun("c", net(), device_loader(), device, cfg, masks, log_dir)
     times = interleave([a, b, bm, c], cfg.rounds)
 
-    timed = cfg.steps - cfg.warmup
-    out: dict[str, Any] = {"steps_timed": timed, "rounds": cfg.rounds, "workers": workers,
+    out: dict[str, Any] = {"steps_timed": cfg.steps - cfg.warmup, "rounds": cfg.rounds, "workers": workers,
                            "precision": precision, "variants": {}}
-    for key, seconds in times.items():
-        med = statistics.median(seconds)
-        out["variants"][key] = {"seconds": seconds, "img_per_s": timed * cfg.batch / med,
-                                "ms_per_step": 1000 * med / timed}
+    for key, per_step in times.items():
+        med = statistics.median(per_step)
+        out["variants"][key] = {"ms_per_step_rounds": [1000 * t for t in per_step],
+                                "img_per_s": cfg.batch / med, "ms_per_step": 1000 * med}
     out["ratio_b_over_a_speed"] = median_ratio(times["a"], times["b"])
     out["ratio_c_over_a_speed"] = median_ratio(times["a"], times["c"])
     out["ratio_c_over_b_time"] = median_ratio(times["c"], times["b"])
     out["mask_overhead_pct"] = 100 * (median_ratio(times["b_mask"], times["b"]) - 1)
     out["fit_seconds_c"] = c.fit_seconds
+    if cfg.sync_check and device.type == "cuda":  # per timed step, over the kept rounds
+        out["syncs_per_step"] = {"b": sum(b.syncs[1:]) / (cfg.rounds * (cfg.steps - cfg.warmup)),
+                                 "c": sum(c.callbacks[-1].syncs[1:]) / max(1, cfg.rounds * (cfg.steps - cfg.warmup))}
     out["eval_img_per_s"] = eval_speed(c.module.model, cfg, device, precision)
     out["mask_exact_after_c"] = all(
         torch.count_nonzero(w.detach()[~masks[n].to(w.device)]) == 0
@@ -451,7 +566,10 @@ def eval_speed(model: nn.Module, cfg: BenchConfig, device: torch.device, precisi
 
 
 def framework_overhead(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
-    """Per-step cost of jackpot's Lightning path over the bare loop on a tiny net (batch 64 unless --tiny)."""
+    """Per-step cost of jackpot's Lightning path over the bare loop on a tiny net (batch 64 unless --tiny).
+
+    Both sides use the same DeviceLoader, masks and step settings, so the difference is Lightning's loop,
+    hooks and jackpot's per-step bookkeeping; also measured with K optimizer steps per training step."""
     from jackpot.data.device_loader import DeviceLoader
 
     device = torch.device(cfg.overhead_device)
@@ -470,24 +588,35 @@ def framework_overhead(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
         return model.to(memory_format=torch.channels_last) if sub.channels_last else model
 
     masks = random_masks(net(), KEEP, sub.seed + 1)
-    bare = BareLoop("bare", net(), loader(), device, precision, sub.warmup, jackpot_sgd=True, masks=masks)
-    light = LightningRun("jackpot", net(), loader(), device, sub, masks, log_dir)
-    times = interleave([bare, light], sub.overhead_rounds)
-    timed = sub.steps - sub.warmup
-    bare_ms = 1000 * statistics.median(times["bare"]) / timed
-    light_ms = 1000 * statistics.median(times["jackpot"]) / timed
-    pairs = zip(times["jackpot"], times["bare"], strict=True)
-    diff = statistics.median(1000 * (j - b) / timed for j, b in pairs)
-    return {"model": sub.model, "batch": batch, "device": sub.overhead_device, "steps_timed": timed,
-            "bare_ms": bare_ms, "jackpot_ms": light_ms, "overhead_ms": diff,
-            "ratio": median_ratio(times["jackpot"], times["bare"])}
+    variants: list[Variant] = [
+        BareLoop("bare", net(), loader(), device, precision, sub.warmup, jackpot_sgd=True, masks=masks),
+        StockLightning("stock Lightning", net(), loader(), device, sub.warmup),
+        LightningRun("jackpot" if sub.steps_per_call == 1 else f"jackpot K={sub.steps_per_call}", net(),
+                     loader(), device, sub, masks, log_dir),
+    ]
+    k = cfg.overhead_steps_per_call
+    if k > 1 and k != sub.steps_per_call:
+        multi = BenchConfig(**{**asdict(sub), "steps_per_call": k})
+        variants.append(LightningRun(f"jackpot K={k}", net(), loader(), device, multi, masks, log_dir))
+    times = interleave(variants, sub.overhead_rounds)
+    rows = {}
+    for v in variants:
+        pairs = zip(times[v.name], times["bare"], strict=True)
+        rows[v.name] = {"ms": 1000 * statistics.median(times[v.name]),
+                        "over_bare_ms": statistics.median(1000 * (t - b) for t, b in pairs),
+                        "ratio": median_ratio(times[v.name], times["bare"])}
+    return {"model": sub.model, "batch": batch, "device": sub.overhead_device, "precision": precision,
+            "steps": sub.steps, "rounds": sub.overhead_rounds, "steps_per_call": sub.steps_per_call,
+            "rows": rows, "ms_per_step_rounds": {n: [1000 * t for t in ts] for n, ts in times.items()}}
 
 
-def score_once(model_name: str, classes: int, per_class: int, method: str, chunk: int | None,
-               device: str, seed: int) -> dict[str, Any]:
+def score_once(model_name: str, classes: int, per_class: int, method: str, device: str, seed: int,
+               threads: int | None = None) -> dict[str, Any]:
     """Time one SNIP/GraSP scoring on a fresh model and batch; peak memory (CUDA allocator or CPU RSS)."""
     from jackpot.pruning.scores import grasp_scores, snip_scores
 
+    if threads:
+        torch.set_num_threads(threads)
     dev = torch.device(device)
     net = build_net(model_name, classes, seed).to(dev)
     gen = torch.Generator().manual_seed(seed)
@@ -502,13 +631,10 @@ def score_once(model_name: str, classes: int, per_class: int, method: str, chunk
     began = time.perf_counter()
     if method == "snip":
         snip_scores(net, (x, y))
-    elif chunk is None:
-        grasp_scores(net, (x, y), generator=torch.Generator().manual_seed(seed))
     else:
-        grasp_scores(net, (x, y), generator=torch.Generator().manual_seed(seed), chunk_size=chunk)
+        grasp_scores(net, (x, y), generator=torch.Generator().manual_seed(seed))
     _sync(dev)
-    out: dict[str, Any] = {"method": method, "n": n, "classes": classes, "chunk": chunk,
-                           "seconds": time.perf_counter() - began}
+    out: dict[str, Any] = {"method": method, "n": n, "classes": classes, "seconds": time.perf_counter() - began}
     if dev.type == "cuda":
         out["peak_delta_gib"] = (torch.cuda.max_memory_allocated(dev) - base) / GIB
         out["peak_gib"] = torch.cuda.max_memory_allocated(dev) / GIB
@@ -537,25 +663,18 @@ def score_in_subprocess(**kwargs: Any) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _grasp_supports_chunks() -> bool:
-    import inspect
-
-    from jackpot.pruning.scores import grasp_scores
-
-    return "chunk_size" in inspect.signature(grasp_scores).parameters
-
-
 def scoring(cfg: BenchConfig) -> dict[str, Any]:
-    """SNIP and GraSP time per scoring set (10 per class); GraSP peak one-pass and chunked."""
+    """SNIP and GraSP time and peak memory per scoring set (10 images per class, as the official code).
+
+    GraSP is one pass per half-batch: train-mode BatchNorm couples the samples of a half, so no chunking
+    gives the same scores cheaply (docs/benchmarks.md, "GraSP memory")."""
     runs = []
-    chunked = cfg.grasp_chunk is not None and _grasp_supports_chunks()
     for classes in cfg.score_classes:
-        jobs = [("snip", None), ("grasp", None)] + ([("grasp", cfg.grasp_chunk)] if chunked else [])
-        for method, chunk in jobs:
+        for method in ("snip", "grasp"):
             kwargs = {"model_name": cfg.model, "classes": classes, "per_class": cfg.score_per_class,
-                      "method": method, "chunk": chunk, "device": cfg.device, "seed": cfg.seed}
+                      "method": method, "device": cfg.device, "seed": cfg.seed, "threads": cfg.threads}
             runs.append(score_once(**kwargs) if cfg.device == "cuda" else score_in_subprocess(**kwargs))
-    return {"runs": runs, "chunking_available": _grasp_supports_chunks()}
+    return {"runs": runs}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -583,7 +702,9 @@ def format_report(cfg: BenchConfig, res: dict[str, Any]) -> str:
         f"+1 warm round) rounds={cfg.rounds} device={cfg.device}",
         f"  machine: {res['machine']}",
         f"  torch {torch.__version__}, lightning {res['lightning']}; precision={cfg.resolved_precision()} "
-        f"channels_last={cfg.channels_last} compile={cfg.compile} (a) workers={cfg.resolved_workers()}",
+        f"channels_last={cfg.channels_last} compile={cfg.compile}"
+        + (f" ({cfg.compile_mode})" if cfg.compile and cfg.compile_mode else "")
+        + f" steps_per_call={cfg.steps_per_call} (a) workers={cfg.resolved_workers()}",
     ]
     tp = res.get("throughput")
     if tp:
@@ -601,32 +722,32 @@ def format_report(cfg: BenchConfig, res: dict[str, Any]) -> str:
             f"  mask enforcement (foreach multiply, (b) with vs without): "
             f"{tp['mask_overhead_pct']:+.2f} % of a step  (target <= 3 %)",
             f"  eval (no grad, batch {cfg.eval_batch}, eager): {tp['eval_img_per_s']:.1f} img/s",
+            *([f"  host syncs per timed step: (b) {tp['syncs_per_step']['b']:.3f}, "
+               f"(c) {tp['syncs_per_step']['c']:.3f}  (torch sync debug mode)"] if "syncs_per_step" in tp else []),
             "  projected 160-epoch run (50k train + 10k eval per epoch): "
             + ", ".join(f"({k}) {_hours(h)}" for k, h in tp["projection_h"].items() if k != "b_mask"),
         ]
     sc = res.get("scoring")
     if sc:
-        lines.append("scoring (10 per class, class-sorted batch; fresh model)")
+        lines.append("scoring (10 per class, class-sorted batch; fresh model; peak: " + sc["runs"][0]["memory"] + ")")
         for run in sc["runs"]:
             label = "SNIP " if run["method"] == "snip" else "GraSP"
-            chunk = "one pass" if run["chunk"] is None else f"chunk {run['chunk']}"
-            lines.append(
-                f"  {label} N={run['n']:5d} ({run['classes']} classes, {chunk}): {run['seconds']:8.2f} s")
-        for run in sc["runs"]:
-            if run["method"] == "grasp":
-                chunk = "one pass" if run["chunk"] is None else f"chunk {run['chunk']}"
-                lines.append(
-                    f"  GraSP peak memory N={run['n']:5d} ({chunk}): +{run['peak_delta_gib']:.3f} GiB over "
-                    f"the process before scoring, peak {run['peak_gib']:.3f} GiB  [{run['memory']}]")
-        if not sc["chunking_available"]:
-            lines.append("  (grasp_scores has no chunk_size here: one-pass peak only)")
+            lines.append(f"  {label} N={run['n']:5d} ({run['classes']:3d} classes): {run['seconds']:8.2f} s, "
+                         f"peak +{run['peak_delta_gib']:.3f} GiB over the process before scoring "
+                         f"(total {run['peak_gib']:.3f} GiB)")
+        grasp = [r for r in sc["runs"] if r["method"] == "grasp"]
+        worst = max(grasp, key=lambda r: r["peak_gib"])
+        lines.append(f"  GraSP peak memory (largest set, N={worst['n']}, one pass per half): "
+                     f"{worst['peak_gib']:.3f} GiB  (issue target < 1.5 GB; not reachable exactly, see docs)")
     ov = res.get("overhead")
     if ov:
-        lines.append(
-            f"framework overhead ({ov['model']}, batch {ov['batch']}, {ov['device']}, "
-            f"{ov['steps_timed']} steps): "
-            f"bare {ov['bare_ms']:.3f} ms/step, jackpot {ov['jackpot_ms']:.3f} ms/step, "
-            f"{ov['overhead_ms']:+.3f} ms/step ({ov['ratio']:.3f}x)  (target <= +0.2 ms)")
+        lines.append(f"framework overhead ({ov['model']}, batch {ov['batch']}, {ov['device']}, {ov['steps']} steps "
+                     f"x {ov['rounds']} rounds; target <= +0.2 ms/step)")
+        stock = ov["rows"]["stock Lightning"]["over_bare_ms"]
+        for name, row in ov["rows"].items():
+            share = f", {row['over_bare_ms'] / stock:5.2f} of stock's" if stock > 0 and name != "bare" else ""
+            lines.append(f"  {name:16s} {row['ms']:8.3f} ms/step  {row['over_bare_ms']:+7.3f} ms/step over bare "
+                         f"({row['ratio']:.3f}x{share})")
     for section in cfg.skip:
         lines.append(f"(skipped: {section})")
     return "\n".join(lines)
@@ -647,6 +768,7 @@ def quiet_lightning() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=".*val_dataloader.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
         try:
             yield
         finally:
@@ -660,7 +782,12 @@ def run_bench(cfg: BenchConfig, print_fn: Callable[[str], None] = print) -> dict
 
     if cfg.device == "cuda":
         torch.backends.cudnn.benchmark = True  # the original code's setting; same for every variant
+    if "cpu" in (cfg.device, cfg.overhead_device):
+        # jackpot's module does this at fit start on CPU; doing it first keeps every round alike
+        keep_freed_cpu_memory()
     torch.set_float32_matmul_precision("high")  # what jackpot.train.run sets
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     res: dict[str, Any] = {"config": asdict(cfg), "machine": machine(), "lightning": lightning.__version__,
                            "torch": torch.__version__}
     with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
@@ -678,8 +805,8 @@ def run_bench(cfg: BenchConfig, print_fn: Callable[[str], None] = print) -> dict
 # ----------------------------------------------------------------------------------------------------------
 # Packing: N processes training (c) at once against one
 # ----------------------------------------------------------------------------------------------------------
-def pack_child(cfg: BenchConfig, start_at: float, window: float) -> dict[str, Any]:
-    """Warm up (c), wait for the common start, train whole epochs until the window closes; images/s."""
+def pack_child(cfg: BenchConfig, window: float) -> dict[str, Any]:
+    """Warm up (c) (and compile), report READY, wait for the parent's go, train epochs for `window` s."""
     device = torch.device(cfg.device)
     from jackpot.data.device_loader import DeviceLoader
 
@@ -691,9 +818,10 @@ def pack_child(cfg: BenchConfig, start_at: float, window: float) -> dict[str, An
                           channels_last=cfg.channels_last, device=device)
     with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
         run = LightningRun("c", net, loader, device, cfg, random_masks(net, KEEP, cfg.seed + 1), Path(tmp))
-        run.run_round()  # warm-up (and compile)
-        time.sleep(max(0.0, start_at - time.time()))
+        run.run_round()
         _sync(device)
+        print("READY", flush=True)
+        sys.stdin.readline()
         began = time.perf_counter()
         epochs = 0
         while time.perf_counter() - began < window:
@@ -705,22 +833,90 @@ def pack_child(cfg: BenchConfig, start_at: float, window: float) -> dict[str, An
             "img_per_s": epochs * cfg.steps * cfg.batch / elapsed}
 
 
-def pack(cfg: BenchConfig, procs: int, window: float, lead: float) -> dict[str, Any]:
-    """Start `procs` children that begin training at the same wall-clock moment; sum their images/s."""
-    start_at = time.time() + lead
-    args = json.dumps({"cfg": asdict(cfg), "start_at": start_at, "window": window})
-    children = [subprocess.Popen([sys.executable, "-m", "jackpot.bench", "_pack", args],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(procs)]
-    results = []
-    for child in children:
-        out, err = child.communicate()
-        if child.returncode != 0:
-            raise RuntimeError(f"packing child failed:\n{err[-3000:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    late = [r for r in results if r["seconds"] > 1.5 * window]
+def pack(cfg: BenchConfig, procs: int, window: float) -> dict[str, Any]:
+    """`procs` processes training (c) at once: all warm up, then start together; their images/s summed.
+
+    Each child trains whole epochs of `cfg.steps` batches until `window` seconds have passed, so children
+    overrun the window by up to one epoch; keep epochs short next to the window."""
+    args = json.dumps({"cfg": asdict(cfg), "window": window})
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = [open(Path(tmp) / f"child{i}.err", "w+") for i in range(procs)]  # noqa: SIM115
+        children = [subprocess.Popen([sys.executable, "-m", "jackpot.bench", "_pack", args], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log) for log in logs]
+
+        def failure(i: int) -> RuntimeError:
+            children[i].wait()
+            logs[i].seek(0)
+            return RuntimeError(f"packing child {i} failed:\n{logs[i].read()[-3000:]}")
+
+        try:
+            for i, child in enumerate(children):
+                while (line := child.stdout.readline()) and line.strip() != "READY":
+                    pass
+                if not line:
+                    raise failure(i)
+            for child in children:
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            results = []
+            for i, child in enumerate(children):
+                out, _ = child.communicate()
+                if child.returncode != 0:
+                    raise failure(i)
+                results.append(json.loads(out.strip().splitlines()[-1]))
+        finally:
+            for child, log in zip(children, logs, strict=True):
+                if child.poll() is None:
+                    child.kill()
+                log.close()
     return {"procs": procs, "window_s": window, "children": results,
-            "total_img_per_s": sum(r["img_per_s"] for r in results), "late_children": len(late)}
+            "total_img_per_s": sum(r["img_per_s"] for r in results),
+            "max_seconds": max(r["seconds"] for r in results)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CPU allocator: glibc's default against keep_freed_cpu_memory(), in fresh processes
+# ----------------------------------------------------------------------------------------------------------
+def malloc_child(model: str, batch: int, steps: int, tuned: bool, seed: int) -> dict[str, Any]:
+    """Bare (b)-style steps on CPU; ms per step and minor page faults per step after 3 warm-up steps."""
+    if tuned:
+        keep_freed_cpu_memory()
+    from jackpot.data.device_loader import DeviceLoader
+
+    images, targets = synthetic_cifar(steps * batch, 10, seed)
+    loader = DeviceLoader(images, targets, batch, MEAN, STD, train=True, seed=seed, channels_last=True)
+    net = build_net(model, 10, seed).to(memory_format=torch.channels_last)
+    optimizer = _sgd(list(net.parameters()), torch.device("cpu"), jackpot_style=True)
+    samples = []
+    for x, y in loader:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        began = time.perf_counter()
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        samples.append((time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+    samples = samples[3:]
+    return {"ms_per_step": 1000 * statistics.median(t for t, _ in samples),
+            "faults_per_step": statistics.median(f for _, f in samples)}
+
+
+def malloc_compare(model: str, batch: int, steps: int, pairs: int, seed: int) -> dict[str, Any]:
+    """Alternate fresh processes with glibc defaults and with the tuned allocator; medians over processes."""
+    runs: dict[str, list[dict[str, Any]]] = {"default": [], "tuned": []}
+    for i in range(2 * pairs):
+        kind = ("default", "tuned")[(i + i // 2) % 2]  # default, tuned, tuned, default, ...
+        args = json.dumps({"model": model, "batch": batch, "steps": steps, "tuned": kind == "tuned", "seed": seed})
+        proc = subprocess.run([sys.executable, "-m", "jackpot.bench", "_malloc", args],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"allocator child failed:\n{proc.stderr[-3000:]}")
+        runs[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    out = {kind: {key: statistics.median(r[key] for r in rs) for key in ("ms_per_step", "faults_per_step")}
+           for kind, rs in runs.items()}
+    out["speedup"] = out["default"]["ms_per_step"] / out["tuned"]["ms_per_step"]
+    out["runs"] = runs
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -738,36 +934,48 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, help="auto | 32-true | bf16-mixed")
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the network in (b) and (c)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
+    p.add_argument("--sync-check", action="store_true",
+                   help="CUDA: count host synchronisations inside the timed steps of (b) and (c)")
     p.add_argument("--workers", type=int, default=None, help="(a)'s loader workers (default 0 CPU, 4 GPU)")
     p.add_argument("--classes", type=int, default=None)
     p.add_argument("--eval-batch", type=int, default=None)
     p.add_argument("--score-classes", default=None, help="comma list, e.g. 10,100 (10 per class each)")
-    p.add_argument("--grasp-chunk", type=int, default=None, help="also score GraSP with this chunk_size")
+    p.add_argument("--overhead-model", default=None, help="tinyconv (default) or linear (no compute)")
     p.add_argument("--overhead-steps", type=int, default=None)
     p.add_argument("--overhead-rounds", type=int, default=None)
     p.add_argument("--overhead-device", choices=("cpu", "cuda"), default=None)
     p.add_argument("--progress-bar", action="store_true", help="Lightning's progress bar on in (c)")
+    p.add_argument("--steps-per-call", type=int, default=None,
+                   help="(c): optimizer steps per Lightning training step (MultiStepClassificationModule)")
+    p.add_argument("--overhead-steps-per-call", type=int, default=None,
+                   help="framework overhead: also measure jackpot with this K (1: skip)")
     p.add_argument("--skip", default="", help="comma list of sections: throughput,scoring,overhead")
-    p.add_argument("--tiny", action="store_true", help="a few seconds on CPU (the test's setting)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--tiny", action="store_true", help="a few seconds on CPU (the test's setting; 1 thread)")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--procs", type=int, default=4, help="pack: processes to run at once")
     p.add_argument("--window", type=float, default=20.0, help="pack: seconds of timed training")
-    p.add_argument("--lead", type=float, default=60.0, help="pack: seconds allowed for start-up and warm-up")
     return p
 
 
 def config_from_args(ns: argparse.Namespace) -> BenchConfig:
     values: dict[str, Any] = {}
     for key in ("model", "batch", "steps", "rounds", "warmup", "device", "precision", "workers", "classes",
-                "eval_batch", "grasp_chunk", "overhead_steps", "overhead_rounds", "overhead_device"):
+                "eval_batch", "overhead_model", "overhead_steps", "overhead_rounds", "overhead_device",
+                "steps_per_call", "overhead_steps_per_call", "threads"):
         if getattr(ns, key) is not None:
             values[key] = getattr(ns, key)
     if ns.score_classes:
         values["score_classes"] = tuple(int(c) for c in ns.score_classes.split(","))
     if ns.no_channels_last:
         values["channels_last"] = False
-    if ns.compile:
+    if ns.compile or ns.compile_mode:
         values["compile"] = True
+    if ns.compile_mode:
+        values["compile_mode"] = ns.compile_mode
+    if ns.sync_check:
+        values["sync_check"] = True
     if ns.progress_bar:
         values["progress_bar"] = True
     if ns.skip:
@@ -784,19 +992,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if argv[:1] == ["_score"]:  # internal: one scoring in a fresh process
         print(json.dumps(score_once(**json.loads(argv[1]))))
         return {}
+    if argv[:1] == ["_malloc"]:  # internal: one allocator child
+        print(json.dumps(malloc_child(**json.loads(argv[1]))))
+        return {}
+    if argv[:1] == ["malloc"]:
+        ns = _parser().parse_args(argv[1:])
+        model, batch = ns.model or "tinyconv", ns.batch or 64
+        res = malloc_compare(model, batch, ns.steps or 60, ns.rounds or 3, 0)
+        print(f"CPU allocator ({model}, batch {batch}, bare steps, fresh processes): glibc default "
+              f"{res['default']['ms_per_step']:.2f} ms/step ({res['default']['faults_per_step']:.0f} page faults/step)"
+              f", keep_freed_cpu_memory() {res['tuned']['ms_per_step']:.2f} ms/step "
+              f"({res['tuned']['faults_per_step']:.0f} faults/step): {res['speedup']:.2f}x  machine: {machine()}")
+        if ns.json:
+            Path(ns.json).write_text(json.dumps(res, indent=1))
+        return res
     if argv[:1] == ["_pack"]:  # internal: one packing child
         spec = json.loads(argv[1])
         raw = spec["cfg"]
         raw["score_classes"], raw["skip"] = tuple(raw["score_classes"]), tuple(raw["skip"])
-        print(json.dumps(pack_child(BenchConfig(**raw), spec["start_at"], spec["window"])))
+        print(json.dumps(pack_child(BenchConfig(**raw), spec["window"])))
         return {}
     packing = argv[:1] == ["pack"]
     ns = _parser().parse_args(argv[1:] if packing else argv)
     cfg = config_from_args(ns)
     if packing:
-        cfg = BenchConfig(**{**asdict(cfg), "steps": ns.steps or 782})  # default: one 50k-image epoch
-        single = pack(cfg, 1, ns.window, ns.lead)
-        many = pack(cfg, ns.procs, ns.window, ns.lead)
+        cfg = BenchConfig(**{**asdict(cfg), "steps": ns.steps or 300})
+        single = pack(cfg, 1, ns.window)
+        many = pack(cfg, ns.procs, ns.window)
         res = {"config": asdict(cfg), "machine": machine(), "one": single, "many": many,
                "speedup": many["total_img_per_s"] / single["total_img_per_s"]}
         print(f"packing (c) {cfg.model} batch {cfg.batch} on {cfg.device}, {ns.window:.0f} s windows: "

@@ -6,6 +6,7 @@ logging. Epoch metrics are read once per epoch, which is where Lightning's overh
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass, field
 
@@ -33,6 +34,33 @@ class Schedule:
         return self.lr * self.gamma ** sum(1 for milestone in self.milestones if milestone <= epoch)
 
 
+_MALLOC_TUNED = False
+
+
+def keep_freed_cpu_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
+
+    PyTorch allocates CPU tensors with malloc. A training step frees and re-allocates the same activation sizes
+    every step, and glibc by default returns large blocks to the OS (mmap'd blocks, heap trimming), so each step
+    page-faults its activations in again: thousands of faults per step on the benchmark VM, up to half the time
+    of a small net's step and the main source of its timing noise (docs/benchmarks.md). After this call blocks
+    below 32 MiB come from the heap and the heap is never trimmed, so RSS stays at its high-water mark (no more
+    than the peak the run needs anyway). Process-wide and idempotent; returns whether it applied (glibc only).
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # <malloc.h>
+    applied = all((libc.mallopt(m_mmap_threshold, 32 << 20), libc.mallopt(m_trim_threshold, 2**31 - 1),
+                   libc.mallopt(m_top_pad, 64 << 20)))
+    _MALLOC_TUNED = bool(applied)
+    return _MALLOC_TUNED
+
+
 class ClassificationModule(L.LightningModule):
     """Wraps a network; trains with cross-entropy, evaluates the test set every epoch, tracks final and best."""
 
@@ -43,9 +71,9 @@ class ClassificationModule(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        # Per step: (mean loss, correct count) device tensors and the batch size; summed once per epoch.
-        self._train_parts: list[tuple[torch.Tensor, torch.Tensor, int]] = []
-        self._eval_parts: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        # Per step: (mean loss, predicted classes, targets) on the device; reduced once per epoch.
+        self._train_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._eval_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.history: list[dict] = []  # one entry per evaluated epoch: epoch, test_acc, test_loss, train_*
         self.best_acc: float = float("nan")
         self.final_acc: float = float("nan")
@@ -72,12 +100,16 @@ class ClassificationModule(L.LightningModule):
         compiled = self.__dict__.get("_compiled")
         return compiled(x) if compiled is not None else self.model(x)
 
+    def on_fit_start(self) -> None:
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()
+
     # Training ---------------------------------------------------------------------------------------------------
     @staticmethod
     def _accumulate(parts: list, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        """Keep the step's loss and correct count on the device: three small kernels, no host sync."""
+        """Keep the step's loss, predictions and targets on the device: one small kernel, no host sync."""
         with torch.no_grad():
-            parts.append((loss.detach(), (logits.argmax(dim=1) == y).sum(), int(y.shape[0])))
+            parts.append((loss.detach(), logits.argmax(dim=1), y))
 
     @staticmethod
     def _totals(parts: list) -> tuple[float, float, int]:
@@ -85,10 +117,11 @@ class ClassificationModule(L.LightningModule):
         if not parts:
             return 0.0, 0.0, 0
         losses = torch.stack([p[0] for p in parts]).float()
-        sizes = torch.tensor([p[2] for p in parts], dtype=torch.float32).to(losses.device)
-        correct = torch.stack([p[1] for p in parts]).sum().float()
-        loss_sum, correct_sum = torch.stack(((losses * sizes).sum(), correct)).tolist()
-        return loss_sum, correct_sum, sum(p[2] for p in parts)
+        sizes = [p[1].shape[0] for p in parts]
+        weights = torch.tensor(sizes, dtype=torch.float32).to(losses.device)
+        correct = (torch.cat([p[1] for p in parts]) == torch.cat([p[2] for p in parts])).sum().float()
+        loss_sum, correct_sum = torch.stack(((losses * weights).sum(), correct)).tolist()
+        return loss_sum, correct_sum, sum(sizes)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -187,3 +220,70 @@ class ClassificationModule(L.LightningModule):
         self.history = list(state.get("history", []))
         self.best_acc = float(state.get("best_acc", float("nan")))
         self.final_acc = float(state.get("final_acc", float("nan")))
+
+
+class MultiStepClassificationModule(ClassificationModule):
+    """ClassificationModule that runs up to `steps_per_call` optimizer steps per Lightning training step.
+
+    Lightning's per-batch loop (fetcher, batch hooks, closure, precision and strategy wrappers, progress
+    counters, logger connector) costs a fixed amount of host time per training step. That shows on small
+    networks on a CPU and on a GPU, where a step is about a millisecond of launches. Here one `training_step`
+    pulls up to K batches from Lightning's `dataloader_iter` and takes K optimizer steps with manual
+    optimization, so that cost is paid once per K batches.
+
+    Per step the arithmetic is ClassificationModule's, bit for bit: forward and loss under the precision's
+    autocast, backward outside it, every callback's and the module's `on_before_optimizer_step` (the pruning
+    callback's mask multiply), then the optimizer step; `global_step` counts steps, the learning rate is set
+    per epoch and `limit_train_batches` counts batches. Not run per step: the `on_before_backward`,
+    `on_after_backward`, `on_before_zero_grad` and per-batch hooks, which jackpot's callbacks do not use.
+    16-bit precision with a gradient scaler is not supported.
+    """
+
+    def __init__(self, model: nn.Module, schedule: Schedule, channels_last: bool = False,
+                 steps_per_call: int = 8):
+        super().__init__(model, schedule, channels_last)
+        if steps_per_call < 1:
+            raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
+        self.steps_per_call = int(steps_per_call)
+        self.automatic_optimization = False
+
+    def _step_hooks(self) -> list:
+        """Bound `on_before_optimizer_step` of every callback that overrides it, then the module's."""
+        hooks = [cb.on_before_optimizer_step for cb in self.trainer.callbacks
+                 if type(cb).on_before_optimizer_step is not L.Callback.on_before_optimizer_step]
+        if type(self).on_before_optimizer_step is not L.LightningModule.on_before_optimizer_step:
+            hooks.append(lambda trainer, module, optimizer: self.on_before_optimizer_step(optimizer))
+        return hooks
+
+    def training_step(self, dataloader_iter) -> None:
+        trainer = self.trainer
+        wrapped = self.optimizers()  # LightningOptimizer: its before/after-step callbacks count global_step
+        optimizer = wrapped.optimizer
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+            raise RuntimeError("steps_per_call > 1 does not support a gradient scaler (use 32-true or bf16-mixed)")
+        hooks = self._step_hooks()
+        device = self.device
+        mixed = torch.is_autocast_enabled(device.type)
+        for _ in range(self.steps_per_call):
+            if dataloader_iter.done:
+                break
+            try:
+                (x, y), _, _ = next(dataloader_iter)
+            except StopIteration:
+                break
+            if x.device != device:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = self(x)
+            loss = F.cross_entropy(logits, y)
+            self._accumulate(self._train_parts, logits, y, loss)
+            optimizer.zero_grad(set_to_none=True)
+            if mixed:  # automatic optimization runs backward outside the autocast region
+                with torch.autocast(device.type, enabled=False):
+                    loss.backward()
+            else:
+                loss.backward()
+            for hook in hooks:
+                hook(trainer, self, optimizer)
+            wrapped._on_before_step()
+            optimizer.step()
+            wrapped._on_after_step()

@@ -1,0 +1,76 @@
+"""`python -m jackpot.bench` runs on a CPU in seconds and prints every row: a test of the script, not of speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jackpot import bench
+
+
+def _bench(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    # one intra-op thread: tiny nets on a shared 2-core runner only lose time to OpenMP contention
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "jackpot.bench", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_tiny_bench_prints_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = _bench(["--tiny", "--json", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for row in bench.REPORT_ROWS:
+        assert row in proc.stdout, f"missing row {row!r} in\n{proc.stdout}"
+
+    res = json.loads(out.read_text())
+    tp = res["throughput"]
+    assert set(tp["variants"]) == {"a", "b", "b_mask", "c"}
+    assert all(v["img_per_s"] > 0 and len(v["ms_per_step_rounds"]) == 2 for v in tp["variants"].values())
+    assert tp["mask_exact_after_c"] is True
+    assert set(tp["projection_h"]) >= {"a", "b", "c"} and tp["eval_img_per_s"] > 0
+    runs = res["scoring"]["runs"]
+    assert sorted(r["method"] for r in runs) == ["grasp", "snip"]
+    assert all(r["seconds"] > 0 and r["peak_gib"] > 0 and r["n"] == 20 for r in runs)
+    rows = res["overhead"]["rows"]
+    assert list(rows) == ["bare", "stock Lightning", "jackpot", "jackpot K=4"]
+    assert all(r["ms"] > 0 for r in rows.values())
+
+
+def test_bench_uses_jackpots_trainer_defaults() -> None:
+    """(c) is built from conf/trainer/default.yaml, overridden only where the benchmark must choose."""
+    settings = bench.trainer_settings(bench.tiny_config()).trainer
+    assert settings.enable_progress_bar is False and settings.log_every_n_steps == 50
+    assert settings.accelerator == "cpu" and settings.precision == "32-true"
+    assert bench.BenchConfig(device="cuda").resolved_precision() == "bf16-mixed"
+
+
+def test_cli_flags_reach_the_config() -> None:
+    ns = bench._parser().parse_args(["--model", "vgg19", "--compile-mode", "reduce-overhead", "--steps-per-call",
+                                     "8", "--skip", "scoring,overhead", "--score-classes", "10,100"])
+    cfg = bench.config_from_args(ns)
+    assert (cfg.model, cfg.compile, cfg.compile_mode, cfg.steps_per_call) == ("vgg19", True, "reduce-overhead", 8)
+    assert cfg.skip == ("scoring", "overhead") and cfg.score_classes == (10, 100)
+
+
+def test_allocator_comparison_runs(tmp_path: Path) -> None:
+    out = tmp_path / "malloc.json"
+    proc = _bench(["malloc", "--steps", "6", "--rounds", "1", "--batch", "16", "--json", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["tuned"]["ms_per_step"] > 0 and res["default"]["ms_per_step"] > 0
+    assert "CPU allocator" in proc.stdout
+
+
+@pytest.mark.slow
+def test_packing_runs_on_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "pack.json"
+    proc = _bench(["pack", "--procs", "2", "--model", "tinyconv", "--batch", "16", "--steps", "6", "--window", "1",
+                   "--json", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["one"]["procs"] == 1 and len(res["many"]["children"]) == 2 and res["speedup"] > 0
