@@ -46,8 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jackpot.lightning.module import keep_freed_cpu_memory
-
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 EPOCHS = 160
@@ -190,6 +188,13 @@ def random_masks(net: nn.Module, keep: float, seed: int):
 
     gen = torch.Generator().manual_seed(seed)
     return Masks({n: torch.rand(w.shape, generator=gen) < keep for n, w in prunable_weights(net)})
+
+
+def keep_freed_cpu_memory() -> bool:
+    """jackpot.lightning.module.keep_freed_cpu_memory, imported late (it pulls in Lightning)."""
+    from jackpot.lightning.module import keep_freed_cpu_memory as keep
+
+    return keep()
 
 
 def _sync(device: torch.device) -> None:
