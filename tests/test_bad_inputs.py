@@ -38,6 +38,9 @@ CONFIG_CASES = [
     (["pruner=lottery", "pruner.rounds=0"], "pruner.rounds=0"),
     (["pruner=lottery", "pruner.pretrain_epochs=0"], "pruner.pretrain_epochs=0"),
     (["pruner=grasp", "+pruner.options.temprature=100"], "pruner.options.temprature is not an option"),
+    (["trainer.steps_per_call=0"], "trainer.steps_per_call=0 must be an integer >= 1"),
+    (["pruner=grasp", "pruner.options.offload=ram"],
+     "pruner.options.offload='ram' is not allowed; choose one of: auto, disk, none"),
     (["sanity_check.data=random_lables"], "sanity_check.data='random_lables'"),
     (["dataset.root=/nonexistent/cifar", "dataset.download=false"], "dataset.root='/nonexistent/cifar'"),
 ]

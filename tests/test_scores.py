@@ -122,12 +122,15 @@ def _total_half_gradient(model, weights, halves, temperature):
     return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
 
 
+@pytest.mark.parametrize("offload", ["none", "disk"])  # double backward / reverse-over-forward
 @pytest.mark.parametrize("temperature", [1.0, 200.0])
-def test_grasp_hessian_gradient_matches_finite_differences(temperature):
+def test_grasp_hessian_gradient_matches_finite_differences(temperature, offload):
     model = smooth_net()
     x, y = image_batch(7, 1, 4, 3, seed=4, dtype=torch.float64)  # odd: halves of 3 and 4 samples
     halves = [(x[:3], y[:3]), (x[3:], y[3:])]
-    weights, hg = grasp_hessian_gradient(model, (x, y), temperature=temperature, reinit_classifier=False)
+    weights, hg = grasp_hessian_gradient(
+        model, (x, y), temperature=temperature, reinit_classifier=False, offload=offload
+    )
 
     w0 = {n: w.detach() for n, w in prunable_weights(model)}
     g = _total_half_gradient(model, w0, halves, temperature)

@@ -148,3 +148,15 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, cifar_root):
     proc = _cli([*_tiny_cli(cifar_root, tmp_path), "pruner=smart_ratio", "sanity_check=random_labels"], tmp_path)
     assert proc.returncode == 2
     assert "config error" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_several_steps_per_call_train_the_same_run(tmp_path, cifar_root):
+    """trainer.steps_per_call=3 (5 batches per epoch: calls of 3 and 2) gives the one-step run bit for bit."""
+    common = ["pruner=smart_ratio", "ratio=0.9", "trainer.limit_train_batches=5"]
+    one = run(_cfg(tmp_path / "a", cifar_root, *common))
+    three = run(_cfg(tmp_path / "b", cifar_root, *common, "trainer.steps_per_call=3"))
+    assert [h["train/loss"] for h in three["history"]] == [h["train/loss"] for h in one["history"]]
+    assert three["final_acc"] == one["final_acc"]
+    weights_one, weights_three = _final_weights(tmp_path / "a" / "run"), _final_weights(tmp_path / "b" / "run")
+    for name, value in weights_one.items():
+        assert torch.equal(weights_three[name], value), name

@@ -36,6 +36,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first invalid value; cheap, touches no data."""
     from jackpot.data import DATASET_NAMES
     from jackpot.models import MODEL_NAMES
+    from jackpot.pruning.offload import OFFLOAD_MODES
     from jackpot.pruning.pruner import METHODS
 
     _choice("model", cfg.model.name, MODEL_NAMES)
@@ -57,6 +58,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"pruner.options.{unknown[0]} is not an option of pruner {cfg.pruner.method}; allowed: {allowed}"
         )
+    if "offload" in options:
+        _choice("pruner.options.offload", options["offload"], OFFLOAD_MODES)
+    _int_at_least("trainer.steps_per_call", cfg.trainer.get("steps_per_call", 1), 1)
     _validate_schedule(cfg)
     _validate_dataset(cfg)
     _validate_checks(cfg, METHODS)

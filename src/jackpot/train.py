@@ -14,6 +14,7 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 import jackpot
 from jackpot import faults
@@ -22,7 +23,7 @@ from jackpot.config import ConfigError, validate
 from jackpot.data import ImageDataModule
 from jackpot.io import write_json_atomic
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, PruningCallback
-from jackpot.lightning.module import ClassificationModule, Schedule
+from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
 from jackpot.pruning import Masks
@@ -124,6 +125,15 @@ def trunk_spec(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> ClassificationModule:
+    """The LightningModule: one optimizer step per Lightning step, or ``trainer.steps_per_call`` of them
+    (same arithmetic bit for bit, Lightning's per-batch overhead paid once per call)."""
+    steps = int(cfg.trainer.get("steps_per_call", 1))
+    if steps > 1:
+        return MultiStepClassificationModule(model, schedule, _channels_last(cfg), steps_per_call=steps)
+    return ClassificationModule(model, schedule, _channels_last(cfg))
+
+
 def pretrain_epochs(cfg: DictConfig) -> int:
     epochs = cfg.pruner.get("pretrain_epochs")
     return int(cfg.schedule.epochs if epochs is None else epochs)
@@ -134,7 +144,7 @@ def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path) -> tuple[dict
     model = make_model(cfg, num_classes, int(cfg.seed))
     init_state = copy.deepcopy(model.state_dict())
     datamodule = make_datamodule(cfg, corruption=cfg.sanity_check.data)
-    module = ClassificationModule(model, make_schedule(cfg, pretrain_epochs(cfg)), _channels_last(cfg))
+    module = make_module(cfg, model, make_schedule(cfg, pretrain_epochs(cfg)))
     ckpt_dir = work_dir / "checkpoints"
     trainer = make_trainer(cfg, pretrain_epochs(cfg), ckpt_dir, [EpochSeed(int(cfg.seed))], [])
     trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
@@ -162,7 +172,7 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
             pruning = PruningCallback(lambda net: build_ticket(
                 net, recipe, init_state=trunk.init_state, trained_state=source.trained_state,
                 previous_masks=previous))
-            module = ClassificationModule(model, make_schedule(cfg), _channels_last(cfg))
+            module = make_module(cfg, model, make_schedule(cfg))
             ckpt_dir = work / "checkpoints"
             trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, [pruning, EpochSeed(int(cfg.seed))], [])
             trainer.fit(module, datamodule=make_datamodule(cfg, corruption=None),
@@ -251,7 +261,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return masks
 
     pruning = PruningCallback(make_ticket, masks_path=output_dir / "masks.pt")
-    module = ClassificationModule(model, make_schedule(cfg), _channels_last(cfg))
+    module = make_module(cfg, model, make_schedule(cfg))
     if cfg.trainer.compile:
         module.compile_model()
     loggers = build_loggers(cfg, output_dir, digest)

@@ -6,7 +6,6 @@ logging. Epoch metrics are read once per epoch, which is where Lightning's overh
 
 from __future__ import annotations
 
-import ctypes
 import math
 from dataclasses import dataclass, field
 
@@ -14,6 +13,8 @@ import lightning.pytorch as L
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from jackpot.malloc import keep_freed_cpu_memory
 
 
 @dataclass(frozen=True)
@@ -32,33 +33,6 @@ class Schedule:
     def lr_at(self, epoch: int) -> float:
         """The learning rate of `epoch` (MultiStepLR's rule), a pure function of the epoch: nothing to restore."""
         return self.lr * self.gamma ** sum(1 for milestone in self.milestones if milestone <= epoch)
-
-
-_MALLOC_TUNED = False
-
-
-def keep_freed_cpu_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
-
-    PyTorch allocates CPU tensors with malloc. A training step frees and re-allocates the same activation sizes
-    every step, and glibc by default returns large blocks to the OS (mmap'd blocks, heap trimming), so each step
-    page-faults its activations in again: thousands of faults per step on the benchmark VM, up to half the time
-    of a small net's step and the main source of its timing noise (docs/benchmarks.md). After this call blocks
-    below 32 MiB come from the heap and the heap is never trimmed, so RSS stays at its high-water mark (no more
-    than the peak the run needs anyway). Process-wide and idempotent; returns whether it applied (glibc only).
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # <malloc.h>
-    applied = all((libc.mallopt(m_mmap_threshold, 32 << 20), libc.mallopt(m_trim_threshold, 2**31 - 1),
-                   libc.mallopt(m_top_pad, 64 << 20)))
-    _MALLOC_TUNED = bool(applied)
-    return _MALLOC_TUNED
 
 
 class ClassificationModule(L.LightningModule):

@@ -84,8 +84,8 @@ def _dense(model: nn.Module, ratio: float, batches: Batches | None) -> Mapping[s
     return Masks.dense(model)
 
 
-def _snip(model: nn.Module, ratio: float, batches: Batches) -> Mapping[str, Tensor]:
-    return budget.snip_global(scores.snip_scores(model, batches), ratio)
+def _snip(model: nn.Module, ratio: float, batches: Batches, offload: str = "auto") -> Mapping[str, Tensor]:
+    return budget.snip_global(scores.snip_scores(model, batches, offload), ratio)
 
 
 def _grasp(
@@ -95,8 +95,9 @@ def _grasp(
     temperature: float = 200.0,
     reinit_classifier: bool = True,
     seed: int | None = None,
+    offload: str = "auto",
 ) -> Mapping[str, Tensor]:
-    grasp = scores.grasp_scores(model, batches, temperature, reinit_classifier, _generator(seed))
+    grasp = scores.grasp_scores(model, batches, temperature, reinit_classifier, _generator(seed), offload)
     return budget.grasp_global(grasp, ratio)
 
 
@@ -151,13 +152,13 @@ METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in [
         MethodSpec("dense", "init", "init", False, (), _dense, "no pruning (ratio ignored)"),
-        MethodSpec("snip", "init", "init", True, (), _snip, "|w dL/dw|, global, ties kept"),
+        MethodSpec("snip", "init", "init", True, ("offload",), _snip, "|w dL/dw|, global, ties kept"),
         MethodSpec(
             "grasp",
             "init",
             "init",
             True,
-            ("temperature", "reinit_classifier", "seed"),
+            ("temperature", "reinit_classifier", "seed", "offload"),
             _grasp,
             "-w Hg, global, removes the largest",
         ),

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from jackpot.pruning.hessian import hessian_vector_forward, low_memory_copy
 from jackpot.pruning.masks import prunable_weights
+from jackpot.pruning.offload import maybe_offloaded, wants_offload
 
 Batch = tuple[Tensor, Tensor]
 Batches = Batch | Iterable[Batch]
@@ -64,19 +66,24 @@ def _loss(net: nn.Module, x: Tensor, y: Tensor, temperature: float = 1.0) -> Ten
     return F.cross_entropy(logits, y.to(device))
 
 
-def snip_scores(model: nn.Module, batches: Batches) -> Scores:
+def snip_scores(model: nn.Module, batches: Batches, offload: str = "auto") -> Scores:
     """SNIP connection sensitivity |w * dL/dw| (Lee et al. 2019; official ``pruner/SNIP.py``).
 
     Train-mode copy (BatchNorm uses batch statistics), no re-initialisation, mean cross-entropy over each
     ``(x, y)`` pair in one forward/backward; with several pairs the gradients are summed, as the official
-    ``num_iters > 1`` path accumulates ``loss.backward()``.
+    ``num_iters > 1`` path accumulates ``loss.backward()``. ``offload`` (auto | disk | none): where the
+    backward's saved activations wait; ``disk`` also normalises and convolves in chunks
+    (``jackpot.pruning.offload`` and ``.hessian``: same scores to float tolerance, flat memory).
     """
     net, weights = _scoring_copy(model, train=True)
+    if wants_offload(offload, _device_of(net)):
+        net = low_memory_copy(net)
     params = [w for _, w in weights]
     grads = [torch.zeros_like(w) for w in params]
-    for x, y in as_batch_list(batches):
-        for acc, grad in zip(grads, torch.autograd.grad(_loss(net, x, y), params), strict=True):
-            acc.add_(grad)
+    with maybe_offloaded(offload, _device_of(net), keep=params):
+        for x, y in as_batch_list(batches):
+            for acc, grad in zip(grads, torch.autograd.grad(_loss(net, x, y), params), strict=True):
+                acc.add_(grad)
     return {name: (w.detach() * g).abs() for (name, w), g in zip(weights, grads, strict=True)}
 
 
@@ -103,17 +110,34 @@ def _halves(batches: Batches) -> list[Batch]:
     return halves
 
 
+def _hessian_vector_double_backward(
+    net: nn.Module, params: Sequence[Tensor], g: Sequence[Tensor], halves: list[Batch], temperature: float
+) -> list[Tensor]:
+    """The official code's way: per half, grad_f with a graph, then the gradient of g . grad_f."""
+    hg = [torch.zeros_like(w) for w in params]
+    for x, y in halves:
+        grad_f = torch.autograd.grad(_loss(net, x, y, temperature), params, create_graph=True)
+        z = sum((g_l.detach() * f_l).sum() for g_l, f_l in zip(g, grad_f, strict=True))
+        for acc, grad in zip(hg, torch.autograd.grad(z, params), strict=True):
+            acc.add_(grad)
+    return hg
+
+
 def grasp_hessian_gradient(
     model: nn.Module,
     batches: Batches,
     temperature: float = 200.0,
     reinit_classifier: bool = True,
     generator: torch.Generator | None = None,
+    offload: str = "auto",
 ) -> tuple[Scores, Scores]:
     """(weights of the scoring copy, H g) with GraSP's half-split semantics (official ``pruner/GraSP.py``).
 
     g = sum over halves of dL_half/dw (no graph); H g = sum over halves of d/dw (g_detached . dL_half/dw),
     i.e. the Hessian of L_half1 + L_half2 times g. Logits are divided by ``temperature``; train-mode BN.
+    ``offload``: ``none`` computes H g by double backward as the official code (fast, memory grows with
+    depth x batch); ``disk`` by reverse-over-forward with the saved activations on disk (same values to
+    float tolerance, flat memory; ``jackpot.pruning.hessian``); ``auto``: disk on CPU, none on CUDA.
     """
     net, weights = _scoring_copy(model, train=True)
     if reinit_classifier:
@@ -122,19 +146,20 @@ def grasp_hessian_gradient(
     params = [w for _, w in weights]
     halves = _halves(batches)
 
-    g = [torch.zeros_like(w) for w in params]
-    for x, y in halves:
-        for acc, grad in zip(g, torch.autograd.grad(_loss(net, x, y, temperature), params), strict=True):
-            acc.add_(grad)
-
-    hg = [torch.zeros_like(w) for w in params]
-    for x, y in halves:
-        grad_f = torch.autograd.grad(_loss(net, x, y, temperature), params, create_graph=True)
-        z = sum((g_l.detach() * f_l).sum() for g_l, f_l in zip(g, grad_f, strict=True))
-        for acc, grad in zip(hg, torch.autograd.grad(z, params), strict=True):
-            acc.add_(grad)
-
     names = [name for name, _ in weights]
+    low_memory = wants_offload(offload, _device_of(net))
+    if low_memory:  # same arithmetic, smaller temporaries: see jackpot.pruning.hessian
+        net = low_memory_copy(net)
+    with maybe_offloaded(offload, _device_of(net), keep=params):
+        g = [torch.zeros_like(w) for w in params]
+        for x, y in halves:
+            for acc, grad in zip(g, torch.autograd.grad(_loss(net, x, y, temperature), params), strict=True):
+                acc.add_(grad)
+        if low_memory:
+            hg = hessian_vector_forward(net, names, params, g, halves, temperature)
+        else:
+            hg = _hessian_vector_double_backward(net, params, g, halves, temperature)
+
     return dict(zip(names, (w.detach() for w in params), strict=True)), dict(zip(names, hg, strict=True))
 
 
@@ -144,6 +169,7 @@ def grasp_scores(
     temperature: float = 200.0,
     reinit_classifier: bool = True,
     generator: torch.Generator | None = None,
+    offload: str = "auto",
 ) -> Scores:
     """GraSP score S = -w * (H g) (Wang et al. 2020); the budget then removes the *largest* S.
 
@@ -151,7 +177,7 @@ def grasp_scores(
     xavier re-initialised values (as in the official code); the caller's model keeps its own classifier.
     ``generator`` only drives that re-init (None: the global RNG, as the official code).
     """
-    weights, hg = grasp_hessian_gradient(model, batches, temperature, reinit_classifier, generator)
+    weights, hg = grasp_hessian_gradient(model, batches, temperature, reinit_classifier, generator, offload)
     return {name: -weights[name] * hg[name] for name in weights}
 
 

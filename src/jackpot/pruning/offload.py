@@ -1,0 +1,129 @@
+"""Keep scoring memory flat by parking autograd's saved activations on disk.
+
+Why not chunk the scoring batch: SNIP and GraSP score in **train-mode BatchNorm**, so every sample of a
+batch (GraSP: of a half) is normalised with the statistics of all of them and its gradient flows back
+through those statistics. Gradients accumulated over chunks are therefore *different* scores, not the
+same ones computed with less memory. What does scale with the batch is what autograd saves for the
+backward passes (activations, and for GraSP's double backward the first backward's own graph), so those
+tensors are written to a temporary file when saved and read back when the backward needs them
+(``torch.autograd.graph.saved_tensors_hooks``). The arithmetic is untouched: the scores are the one-pass
+scores bit for bit, and the resident memory is a few layers' activations instead of all of them.
+
+On CUDA the device memory is large enough for the paper's scoring batches (GraSP on 1,000 images peaks
+at ~6 GiB), so ``auto`` offloads only on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from jackpot.malloc import return_freed_cpu_memory
+
+OFFLOAD_MODES = ("auto", "disk", "none")
+MIN_OFFLOAD_BYTES = 1 << 20  # smaller saved tensors stay in memory: the file round trip would cost more
+
+
+class _OnDisk:
+    """One saved tensor's bytes in a file; the file goes when autograd drops this handle."""
+
+    def __init__(self, tensor: Tensor, path: Path) -> None:
+        self.like = torch.empty((0,), dtype=tensor.dtype)  # dtype carrier without the data
+        self.size, self.stride = tensor.shape, tensor.stride()
+        self.path = path
+        with open(path, "wb") as file:
+            file.write(_flat_bytes(tensor).numpy().data)
+        weakref.finalize(self, _unlink, str(path))
+
+    def load(self) -> Tensor:
+        out = torch.empty_strided(self.size, self.stride, dtype=self.like.dtype)
+        with open(self.path, "rb") as file:
+            file.readinto(_flat_bytes(out).numpy().data)
+        return out
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _flat_bytes(tensor: Tensor) -> Tensor:
+    """The memory span of a dense (non-overlapping, gap-free) tensor as a 1-D uint8 view."""
+    span = tensor.as_strided((tensor.numel(),), (1,), tensor.storage_offset())
+    return span.view(torch.uint8)
+
+
+def _is_plain_dense(tensor: Tensor) -> bool:
+    """True for an ordinary strided tensor covering exactly numel() consecutive elements in some dimension
+    order (not a lazily-zero tensor, a wrapper of a transform, sparse or quantized: those stay in memory)."""
+    if (
+        tensor.numel() == 0
+        or tensor.layout != torch.strided
+        or tensor.is_quantized
+        or tensor._is_zerotensor()
+        or torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+    ):
+        return False
+    order = sorted(range(tensor.dim()), key=lambda d: tensor.stride(d))
+    expected = 1
+    for dim in order:
+        if tensor.size(dim) != 1 and tensor.stride(dim) != expected:
+            return False
+        expected *= tensor.size(dim)
+    return True
+
+
+def wants_offload(mode: str, device: torch.device) -> bool:
+    """Resolve ``auto | disk | none`` for a scoring device (``auto``: disk on CPU, memory on CUDA)."""
+    if mode not in OFFLOAD_MODES:
+        raise ValueError(f"unknown offload mode {mode!r}; allowed: {', '.join(OFFLOAD_MODES)}")
+    if mode == "disk" and device.type != "cpu":
+        raise ValueError(f"offload='disk' needs the scoring model on the CPU, got {device.type}")
+    return mode == "disk" or (mode == "auto" and device.type == "cpu")
+
+
+@contextlib.contextmanager
+def saved_tensors_on_disk(keep: Sequence[Tensor] = (), directory: str | None = None) -> Iterator[None]:
+    """Inside this block, large saved CPU tensors of autograd graphs live in files under a temp folder.
+
+    ``keep``: tensors that stay in memory anyway (the parameters being differentiated: they are alive
+    regardless, so writing them would only cost time). The folder is removed on exit, also on errors.
+    """
+    kept = {t.data_ptr() for t in keep}
+    with tempfile.TemporaryDirectory(prefix="jackpot-saved-", dir=directory) as folder:
+        counter = iter(range(1 << 62))
+
+        def pack(tensor: Tensor) -> Any:
+            if (
+                tensor.device.type != "cpu"
+                or tensor.numel() * tensor.element_size() < MIN_OFFLOAD_BYTES
+                or tensor.data_ptr() in kept
+                or not _is_plain_dense(tensor)
+            ):
+                return tensor
+            return _OnDisk(tensor.detach(), Path(folder) / f"{next(counter)}.bin")
+
+        def unpack(packed: Any) -> Tensor:
+            return packed.load() if isinstance(packed, _OnDisk) else packed
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            yield
+
+
+@contextlib.contextmanager
+def maybe_offloaded(mode: str, device: torch.device, keep: Sequence[Tensor] = ()) -> Iterator[None]:
+    """When ``mode`` asks for it on this device: saved tensors on disk and freed blocks handed back to the
+    OS at once (``jackpot.malloc.return_freed_cpu_memory``); else nothing changes."""
+    if not wants_offload(mode, device):
+        yield
+        return
+    with return_freed_cpu_memory(), saved_tensors_on_disk(keep):
+        yield
