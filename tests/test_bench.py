@@ -34,10 +34,14 @@ def test_tiny_bench_prints_every_row(tmp_path: Path) -> None:
     assert tp["mask_exact_after_c"] is True
     assert set(tp["projection_h"]) >= {"a", "b", "c"} and tp["eval_img_per_s"] > 0
     runs = res["scoring"]["runs"]
-    assert sorted(r["method"] for r in runs) == ["grasp", "snip"]
+    assert sorted((r["method"], r["offload"], r["on_disk"]) for r in runs) == [
+        ("grasp", "auto", True), ("grasp", "none", False), ("snip", "auto", True), ("snip", "none", False)]
     assert all(r["seconds"] > 0 and r["peak_gib"] > 0 and r["n"] == 20 for r in runs)
+    agreement = res["scoring"]["agreement"]  # the disk path's scores are the in-memory path's
+    assert sorted(a["method"] for a in agreement) == ["grasp", "snip"]
+    assert all(a["max_rel_diff"] < 1e-4 and a["kept"] > 0 for a in agreement)
     rows = res["overhead"]["rows"]
-    assert list(rows) == ["bare", "stock Lightning", "jackpot", "jackpot K=4"]
+    assert list(rows) == ["bare", "stock Lightning", "jackpot K=2", "jackpot K=1"]
     assert all(r["ms"] > 0 for r in rows.values())
 
 
@@ -45,6 +49,7 @@ def test_bench_uses_jackpots_trainer_defaults() -> None:
     """(c) is built from conf/trainer/default.yaml, overridden only where the benchmark must choose."""
     settings = bench.trainer_settings(bench.tiny_config()).trainer
     assert settings.enable_progress_bar is False and settings.log_every_n_steps == 50
+    assert settings.steps_per_call == bench.BenchConfig().steps_per_call  # (c) is jackpot as it ships
     assert settings.accelerator == "cpu" and settings.precision == "32-true"
     assert bench.BenchConfig(device="cuda").resolved_precision() == "bf16-mixed"
 

@@ -69,7 +69,8 @@ def test_registry_lists_the_paper_methods():
     }
     assert {n for n, s in METHODS.items() if s.needs_batches} == {"snip", "grasp", "obd"}
     assert METHODS["lottery"].ticket_weights == "init" and METHODS["lr_rewinding"].ticket_weights == "trained"
-    assert METHODS["grasp"].options == ("temperature", "reinit_classifier", "seed")
+    assert METHODS["grasp"].options == ("temperature", "reinit_classifier", "seed", "offload")
+    assert METHODS["snip"].options == ("offload",)
     assert METHODS["smart_ratio"].uses_seed and not METHODS["snip"].uses_seed
 
 
@@ -187,7 +188,7 @@ def test_unknown_method_names_it_and_lists_the_methods():
 def test_unknown_option_names_it_and_the_allowed_ones():
     with pytest.raises(ValueError, match=r"temprature.*'grasp'.*temperature, reinit_classifier"):
         make_masks(tiny(), "grasp", 0.5, batch(), temprature=100.0)
-    with pytest.raises(ValueError, match=r"seed.*'snip'.*allowed: none"):
+    with pytest.raises(ValueError, match=r"seed.*'snip'.*allowed: offload"):
         make_masks(tiny(), "snip", 0.5, batch(), seed=0)
 
 

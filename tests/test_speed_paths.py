@@ -11,12 +11,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from jackpot.lightning.callbacks import PruningCallback
-from jackpot.lightning.module import (
-    ClassificationModule,
-    MultiStepClassificationModule,
-    Schedule,
-    keep_freed_cpu_memory,
-)
+from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
+from jackpot.malloc import keep_freed_cpu_memory
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
 

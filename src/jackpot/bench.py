@@ -103,8 +103,8 @@ class BenchConfig:
     overhead_rounds: int = 5
     overhead_device: str = "cpu"
     progress_bar: bool = False
-    steps_per_call: int = 1
-    overhead_steps_per_call: int = 8
+    steps_per_call: int = 8  # (c): jackpot's default, conf/trainer/default.yaml
+    overhead_steps_per_call: int = 1  # the overhead section also measures this K
     skip: tuple[str, ...] = ()
     seed: int = 0
     threads: int | None = None
@@ -127,7 +127,8 @@ def tiny_config(**overrides: Any) -> BenchConfig:
     base = {
         "model": "resnet8", "batch": 16, "steps": 4, "rounds": 2, "warmup": 1, "device": "cpu",
         "eval_batch": 32, "eval_batches": 1, "score_per_class": 2, "score_classes": (10,),
-        "overhead_steps": 10, "overhead_rounds": 2, "overhead_steps_per_call": 4, "threads": 1, "tiny": True,
+        "overhead_steps": 10, "overhead_rounds": 2, "steps_per_call": 2, "overhead_steps_per_call": 1, "threads": 1,
+        "tiny": True,
     }
     base.update(overrides)
     return BenchConfig(**base)
@@ -367,7 +368,7 @@ def trainer_settings(cfg: BenchConfig) -> Any:
         trainer = {"accelerator": "auto", "devices": 1, "precision": "auto", "channels_last": "auto",
                    "compile": False, "deterministic": False, "enable_progress_bar": False,
                    "log_every_n_steps": 50, "limit_train_batches": None, "limit_val_batches": None,
-                   "checkpoint_every_n_epochs": 1}
+                   "checkpoint_every_n_epochs": 1, "steps_per_call": 8}
     trainer.update(accelerator="gpu" if cfg.device == "cuda" else "cpu", precision=cfg.resolved_precision(),
                    enable_progress_bar=cfg.progress_bar, compile=cfg.compile, channels_last=cfg.channels_last)
     return OmegaConf.create({"trainer": trainer})
@@ -607,11 +608,11 @@ def framework_overhead(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     variants: list[Variant] = [
         BareLoop("bare", net(), loader(), device, precision, sub.warmup, jackpot_sgd=True, masks=masks),
         StockLightning("stock Lightning", net(), loader(), device, sub.warmup),
-        LightningRun("jackpot" if sub.steps_per_call == 1 else f"jackpot K={sub.steps_per_call}", net(),
+        LightningRun(f"jackpot K={sub.steps_per_call}", net(),
                      loader(), device, sub, masks, log_dir),
     ]
     k = cfg.overhead_steps_per_call
-    if k > 1 and k != sub.steps_per_call:
+    if k >= 1 and k != sub.steps_per_call:
         multi = BenchConfig(**{**asdict(sub), "steps_per_call": k})
         variants.append(LightningRun(f"jackpot K={k}", net(), loader(), device, multi, masks, log_dir))
     times = interleave(variants, sub.overhead_rounds)
@@ -1008,7 +1009,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-call", type=int, default=None,
                    help="(c): optimizer steps per Lightning training step (MultiStepClassificationModule)")
     p.add_argument("--overhead-steps-per-call", type=int, default=None,
-                   help="framework overhead: also measure jackpot with this K (1: skip)")
+                   help="framework overhead: also measure jackpot with this K (default 1; 0 or (c)'s K: skip)")
     p.add_argument("--skip", default="", help="comma list of sections: throughput,scoring,overhead")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tiny", action="store_true", help="a few seconds on CPU (the test's setting; 1 thread)")

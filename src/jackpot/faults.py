@@ -1,7 +1,7 @@
 """Fault injection for the resume tests: `JACKPOT_FAULT=<point>:<n>` SIGKILLs the process the n-th time
-execution reaches <point>. Points: `score` (mask made, before training), `step` (after an optimizer step),
-`trunk` (dense trunk stored, before the ticket stage), `write` (an atomic write's temp file is complete but not
-yet renamed). Unset, each call is one dict lookup.
+execution reaches <point>. Points: `score` (mask made, before training), `step` (an optimizer step, after its
+backward, before its update), `trunk` (dense trunk stored, before the ticket stage), `write` (an atomic write's
+temp file is complete but not yet renamed). Unset, each call is one dict lookup.
 """
 
 from __future__ import annotations

@@ -79,9 +79,11 @@ class PruningCallback(L.Callback):
 
 
 class FaultPoints(L.Callback):
-    """Marks every optimizer step as the fault-injection point `step` (see `jackpot.faults`)."""
+    """Marks every optimizer step as the fault-injection point `step` (see `jackpot.faults`): reached after
+    the step's backward, before its update. `on_before_optimizer_step` runs before every optimizer step also
+    when several run per training step (`trainer.steps_per_call`), unlike the per-batch hooks."""
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         faults.reach("step")
 
 
