@@ -36,15 +36,14 @@ class _OnDisk:
     """One saved tensor's bytes in a file; the file goes when autograd drops this handle."""
 
     def __init__(self, tensor: Tensor, path: Path) -> None:
-        self.like = torch.empty((0,), dtype=tensor.dtype)  # dtype carrier without the data
-        self.size, self.stride = tensor.shape, tensor.stride()
+        self.size, self.stride, self.dtype = tensor.shape, tensor.stride(), tensor.dtype
         self.path = path
         with open(path, "wb") as file:
             file.write(_flat_bytes(tensor).numpy().data)
         weakref.finalize(self, _unlink, str(path))
 
     def load(self) -> Tensor:
-        out = torch.empty_strided(self.size, self.stride, dtype=self.like.dtype)
+        out = torch.empty_strided(self.size, self.stride, dtype=self.dtype)
         with open(self.path, "rb") as file:
             file.readinto(_flat_bytes(out).numpy().data)
         return out
