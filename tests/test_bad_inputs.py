@@ -39,6 +39,8 @@ CONFIG_CASES = [
     (["pruner=lottery", "pruner.pretrain_epochs=0"], "pruner.pretrain_epochs=0"),
     (["pruner=grasp", "+pruner.options.temprature=100"], "pruner.options.temprature is not an option"),
     (["trainer.steps_per_call=0"], "trainer.steps_per_call=0 must be an integer >= 1"),
+    (["pruner=snip", "pruner.options.offload=disk", "trainer.accelerator=gpu"],
+     "pruner.options.offload=disk parks scoring activations in CPU files"),
     (["pruner=grasp", "pruner.options.offload=ram"],
      "pruner.options.offload='ram' is not allowed; choose one of: auto, disk, none"),
     (["sanity_check.data=random_lables"], "sanity_check.data='random_lables'"),

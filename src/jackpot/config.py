@@ -26,6 +26,16 @@ def _choice(key: str, value, allowed) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
 
 
+def uses_gpu(cfg: DictConfig) -> bool:
+    """The run (its training and its scoring) uses a GPU: trainer.accelerator=gpu, or auto with CUDA present."""
+    accelerator = cfg.trainer.accelerator
+    if accelerator == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return accelerator == "gpu"
+
+
 def _int_at_least(key: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{key}={value!r} must be an integer >= {low}")
@@ -60,6 +70,11 @@ def validate(cfg: DictConfig) -> None:
         )
     if "offload" in options:
         _choice("pruner.options.offload", options["offload"], OFFLOAD_MODES)
+        if options["offload"] == "disk" and uses_gpu(cfg):
+            raise ConfigError(
+                "pruner.options.offload=disk parks scoring activations in CPU files, but this run scores on the "
+                "GPU; use auto (in GPU memory there) or none"
+            )
     _int_at_least("trainer.steps_per_call", cfg.trainer.get("steps_per_call", 1), 1)
     _validate_schedule(cfg)
     _validate_dataset(cfg)

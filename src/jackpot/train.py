@@ -19,7 +19,7 @@ from torch import nn
 import jackpot
 from jackpot import faults
 from jackpot.checkpoint_io import AtomicCheckpointIO
-from jackpot.config import ConfigError, validate
+from jackpot.config import ConfigError, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.io import write_json_atomic
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, PruningCallback
@@ -50,14 +50,9 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _use_gpu(cfg: DictConfig) -> bool:
-    accel = cfg.trainer.accelerator
-    return accel == "gpu" or (accel == "auto" and torch.cuda.is_available())
-
-
 def make_datamodule(cfg: DictConfig, corruption: str | None) -> ImageDataModule:
     d = cfg.dataset
-    gpu = _use_gpu(cfg)
+    gpu = uses_gpu(cfg)
     loader = d.loader if d.loader != "auto" else ("device" if gpu else "torch")
     return ImageDataModule(
         name=d.name, root=str(d.root), batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
@@ -85,7 +80,7 @@ def make_schedule(cfg: DictConfig, epochs: int | None = None) -> Schedule:
 
 def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks: list, loggers: list) -> L.Trainer:
     t = cfg.trainer
-    gpu = _use_gpu(cfg)
+    gpu = uses_gpu(cfg)
     precision = t.precision if t.precision != "auto" else ("bf16-mixed" if gpu else "32-true")
     if faults.active():
         callbacks = [*callbacks, FaultPoints()]
