@@ -118,10 +118,10 @@ def saved_tensors_on_disk(keep: Sequence[Tensor] = (), directory: str | None = N
 
 
 @contextlib.contextmanager
-def maybe_offloaded(mode: str, device: torch.device, keep: Sequence[Tensor] = ()) -> Iterator[None]:
-    """When ``mode`` asks for it on this device: saved tensors on disk and freed blocks handed back to the
-    OS at once (``jackpot.malloc.return_freed_cpu_memory``); else nothing changes."""
-    if not wants_offload(mode, device):
+def low_memory(enabled: bool, keep: Sequence[Tensor] = ()) -> Iterator[None]:
+    """When ``enabled`` (see ``wants_offload``): saved tensors on disk and freed blocks handed back to the OS
+    at once (``jackpot.malloc.return_freed_cpu_memory``); else nothing changes."""
+    if not enabled:
         yield
         return
     with return_freed_cpu_memory(), saved_tensors_on_disk(keep):

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from jackpot.pruning.hessian import hessian_vector_forward, low_memory_copy
 from jackpot.pruning.masks import prunable_weights
-from jackpot.pruning.offload import maybe_offloaded, wants_offload
+from jackpot.pruning.offload import low_memory, wants_offload
 
 Batch = tuple[Tensor, Tensor]
 Batches = Batch | Iterable[Batch]
@@ -58,6 +58,13 @@ def _device_of(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
+def _for_offload(net: nn.Module, offload: str) -> tuple[nn.Module, bool]:
+    """The scoring copy prepared for ``offload`` on its device, and whether the low-memory path is on
+    (then BatchNorms are explicit and convolutions chunked: ``jackpot.pruning.hessian.low_memory_copy``)."""
+    enabled = wants_offload(offload, _device_of(net))
+    return (low_memory_copy(net) if enabled else net), enabled
+
+
 def _loss(net: nn.Module, x: Tensor, y: Tensor, temperature: float = 1.0) -> Tensor:
     device = _device_of(net)
     logits = net(x.to(device))
@@ -76,11 +83,10 @@ def snip_scores(model: nn.Module, batches: Batches, offload: str = "auto") -> Sc
     (``jackpot.pruning.offload`` and ``.hessian``: same scores to float tolerance, flat memory).
     """
     net, weights = _scoring_copy(model, train=True)
-    if wants_offload(offload, _device_of(net)):
-        net = low_memory_copy(net)
+    net, offloaded = _for_offload(net, offload)
     params = [w for _, w in weights]
     grads = [torch.zeros_like(w) for w in params]
-    with maybe_offloaded(offload, _device_of(net), keep=params):
+    with low_memory(offloaded, keep=params):
         for x, y in as_batch_list(batches):
             for acc, grad in zip(grads, torch.autograd.grad(_loss(net, x, y), params), strict=True):
                 acc.add_(grad)
@@ -147,15 +153,13 @@ def grasp_hessian_gradient(
     halves = _halves(batches)
 
     names = [name for name, _ in weights]
-    low_memory = wants_offload(offload, _device_of(net))
-    if low_memory:  # same arithmetic, smaller temporaries: see jackpot.pruning.hessian
-        net = low_memory_copy(net)
-    with maybe_offloaded(offload, _device_of(net), keep=params):
+    net, offloaded = _for_offload(net, offload)
+    with low_memory(offloaded, keep=params):
         g = [torch.zeros_like(w) for w in params]
         for x, y in halves:
             for acc, grad in zip(g, torch.autograd.grad(_loss(net, x, y, temperature), params), strict=True):
                 acc.add_(grad)
-        if low_memory:
+        if offloaded:  # reverse-over-forward: see jackpot.pruning.hessian
             hg = hessian_vector_forward(net, names, params, g, halves, temperature)
         else:
             hg = _hessian_vector_double_backward(net, params, g, halves, temperature)
