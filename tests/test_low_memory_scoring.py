@@ -7,11 +7,14 @@ import copy
 
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from jackpot.models import build_model
-from jackpot.pruning import hessian, offload
-from jackpot.pruning.hessian import ExplicitBatchNorm, low_memory_copy
+from jackpot.pruning import hessian, lean_layers, offload
+from jackpot.pruning.lean_layers import LeanBatchNorm, LeanConv2d, LeanReLU, lean_copy
 from jackpot.pruning.offload import wants_offload
 from jackpot.pruning.scores import grasp_hessian_gradient, grasp_scores, snip_scores
 
@@ -35,21 +38,101 @@ def bn_net(name: str) -> nn.Module:
     return net
 
 
-def test_explicit_batchnorm_is_train_mode_batchnorm_values_and_gradients():
+def reference_batchnorm(x, weight, bias, eps=1e-5):
+    """Train-mode BatchNorm from plain ops: PyTorch's forward and reverse rules for these are exact to any
+    order (unlike native_batch_norm's forward rule under reverse mode)."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = (x - mean).square().mean(dim=(0, 2, 3), keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+def primal_tangent_and_reverse(fn, inputs, tangents, probes):
+    """fn on dual inputs -> (primal, tangent) and the gradients of <primal, p0> + <tangent, p1> with respect
+    to every input and every tangent (the reverse-over-forward quantities GraSP needs)."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+    leaf_tangents = [None if t is None else t.detach().clone().requires_grad_(True) for t in tangents]
+    with fwAD.dual_level():
+        duals = [x if t is None else fwAD.make_dual(x, t) for x, t in zip(leaves, leaf_tangents, strict=True)]
+        primal, tangent = fwAD.unpack_dual(fn(*duals))
+        objective = (primal * probes[0]).sum() + (tangent * probes[1]).sum()
+    wrt = leaves + [t for t in leaf_tangents if t is not None]
+    return primal.detach(), tangent.detach(), torch.autograd.grad(objective, wrt, allow_unused=True)
+
+
+def assert_same_dual_function(lean_fn, reference_fn, inputs, tangents):
+    torch.manual_seed(7)
+    with torch.no_grad():
+        out = reference_fn(*inputs)
+    probes = (torch.randn_like(out), torch.randn_like(out))
+    got = primal_tangent_and_reverse(lean_fn, inputs, tangents, probes)
+    expected = primal_tangent_and_reverse(reference_fn, inputs, tangents, probes)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[1], expected[1], rtol=1e-10, atol=1e-12)
+    assert len(got[2]) == len(expected[2])
+    for a, b in zip(got[2], expected[2], strict=True):
+        assert (a is None) == (b is None) or (a is not None and not a.any()) or (b is not None and not b.any())
+        if a is not None and b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_lean_batchnorm_matches_plain_ops_forward_tangent_and_reverse_over_forward():
+    """Values, forward-mode tangents (from x, weight and bias tangents) and the reverse mode through both,
+    with 11 samples in chunks of 4, 4, 3; and the first-order gradients of nn.BatchNorm2d itself."""
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(5).double().train()
     with torch.no_grad():
         bn.weight.uniform_(0.5, 2.0)
         bn.bias.uniform_(-1.0, 1.0)
-    x = (torch.randn(11, 5, 4, 4, dtype=torch.float64) * 3 + 2).requires_grad_(True)
-    mine = ExplicitBatchNorm(copy.deepcopy(bn), chunk=4)  # 11 samples: chunks of 4, 4, 3
-    expected, got = bn(x), mine(x)
+    x = torch.randn(11, 5, 4, 4, dtype=torch.float64) * 3 + 2
+    lean = LeanBatchNorm(copy.deepcopy(bn), chunk=4)
+
+    def lean_fn(x, w, b):
+        return functional_call(lean, {"weight": w, "bias": b}, (x,))
+
+    inputs = (x, bn.weight.detach(), bn.bias.detach())
+    tangent_sets = [
+        (torch.randn_like(x), None, None),  # an activation's tangent (GraSP: every layer after the first)
+        (torch.randn_like(x), torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)),
+        (None, torch.randn(5, dtype=torch.float64), None),
+    ]
+    for tangents in tangent_sets:
+        assert_same_dual_function(lean_fn, reference_batchnorm, inputs, tangents)
+    # without tangents: nn.BatchNorm2d's own values and gradients
+    xg = x.clone().requires_grad_(True)
+    expected, got = bn(xg), LeanBatchNorm(bn, chunk=4)(xg)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     probe = torch.randn_like(expected)
-    grads_expected = torch.autograd.grad((expected * probe).sum(), (x, bn.weight, bn.bias))
-    grads_got = torch.autograd.grad((got * probe).sum(), (x, mine.weight, mine.bias))
-    for a, b in zip(grads_got, grads_expected, strict=True):
+    for a, b in zip(torch.autograd.grad((got * probe).sum(), (xg, bn.weight, bn.bias)),
+                    torch.autograd.grad((expected * probe).sum(), (xg, bn.weight, bn.bias)), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lean_conv_matches_conv2d_forward_tangent_and_reverse_over_forward(bias):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=bias).double()
+    lean = LeanConv2d(conv, chunk=2)
+    x = torch.randn(5, 3, 7, 7, dtype=torch.float64)
+
+    def lean_fn(x, w, *b):
+        return functional_call(lean, {"weight": w, **({"bias": b[0]} if b else {})}, (x,))
+
+    def reference(x, w, *b):
+        return F.conv2d(x, w, b[0] if b else None, stride=2, padding=1)
+
+    inputs = (x, conv.weight.detach()) + ((conv.bias.detach(),) if bias else ())
+    bias_tangents = ((torch.randn(4).double(),), (None,), (None,)) if bias else ((), (), ())
+    for tangents in [(torch.randn_like(x), torch.randn_like(conv.weight)) + bias_tangents[0],
+                     (None, torch.randn_like(conv.weight)) + bias_tangents[1],
+                     (torch.randn_like(x), None) + bias_tangents[2]]:
+        assert_same_dual_function(lean_fn, reference, inputs, tangents)
+
+
+def test_lean_relu_matches_relu_forward_tangent_and_reverse():
+    torch.manual_seed(2)
+    x = torch.randn(7, 3, 4, 4, dtype=torch.float64)
+    x[0, 0, 0, 0] = 0.0  # the kink: both give the zero subgradient
+    assert_same_dual_function(LeanReLU(chunk=3), torch.relu, (x,), (torch.randn_like(x),))
 
 
 @pytest.mark.parametrize("name", ["resnet8", "vgg_tiny"])
@@ -57,18 +140,18 @@ def test_low_memory_copy_computes_the_same_network(name):
     net = bn_net(name).train()
     x, _ = class_sorted_batch(9, 4, seed=1)
     expected = net(x)
-    copied = low_memory_copy(copy.deepcopy(net), chunk=4)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in copied.modules())
+    copied = lean_copy(copy.deepcopy(net), chunk=4)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.Conv2d, nn.ReLU)) for m in copied.modules())
     assert [n for n, _ in copied.named_parameters()] == [n for n, _ in net.named_parameters()]
     torch.testing.assert_close(copied(x), expected, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="eval mode"):
-        low_memory_copy(copy.deepcopy(net).eval())
+        lean_copy(copy.deepcopy(net).eval())
 
 
 @pytest.mark.parametrize("name", ["resnet8", "vgg_tiny"])
 def test_grasp_on_disk_equals_double_backward_with_batchnorm(name, monkeypatch, tmp_path):
     """The two ways to H g agree on BatchNorm nets, with chunks smaller than a half (13 and 13 samples)."""
-    monkeypatch.setattr(hessian, "SCORING_CHUNK", 5)
+    monkeypatch.setattr(lean_layers, "SCORING_CHUNK", 5)
     monkeypatch.setattr(offload, "MIN_OFFLOAD_BYTES", 0)  # every saved tensor goes through a file
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     net = bn_net(name)
@@ -127,7 +210,7 @@ def test_saved_tensors_on_disk_give_bit_identical_gradients(monkeypatch, tmp_pat
 
 
 def test_snip_low_memory_path_matches(monkeypatch, tmp_path):
-    monkeypatch.setattr(hessian, "SCORING_CHUNK", 5)
+    monkeypatch.setattr(lean_layers, "SCORING_CHUNK", 5)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     net = bn_net("resnet8")
     batch = class_sorted_batch(12, 4, seed=4)
@@ -160,3 +243,42 @@ def test_offload_modes_are_checked():
         wants_offload("ram", cpu)
     with pytest.raises(ValueError, match="needs the scoring model on the CPU"):
         wants_offload("disk", cuda)
+
+
+def test_park_writes_large_tensors_inside_the_offload_block_only(monkeypatch, tmp_path):
+    monkeypatch.setattr(offload, "MIN_OFFLOAD_BYTES", 64)
+    big, small = torch.randn(8, 4), torch.randn(2)
+    assert isinstance(offload.park(big), offload._InMemory)  # no block: nothing to write to
+    with offload.saved_tensors_on_disk(directory=str(tmp_path)):
+        on_disk, in_memory = offload.park(big), offload.park(small)
+        assert isinstance(on_disk, offload._OnDisk) and isinstance(in_memory, offload._InMemory)
+        big.mul_(2.0)  # the file holds the values at parking time
+        assert torch.equal(on_disk.load(), big / 2.0)
+        del on_disk
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explicit_cross_entropy_is_exact_under_reverse_over_forward():
+    """F.cross_entropy's tangent rule writes in place into a tensor its backward saved (an error in plain
+    autograd); the explicit loss gives the double-backward H v with autograd's own saved tensors."""
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 4)).double()
+    names, params = zip(*net.named_parameters(), strict=True)
+    vector = [torch.randn_like(p) for p in params]
+    x, y = torch.randn(6, 12, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1, 0])
+    logits = net(x) / 3.0
+    torch.testing.assert_close(hessian.explicit_cross_entropy(logits, y), F.cross_entropy(logits, y),
+                               rtol=1e-14, atol=0)
+    grads = torch.autograd.grad(F.cross_entropy(net(x) / 3.0, y), params, create_graph=True)
+    expected = torch.autograd.grad(sum((g * v).sum() for g, v in zip(grads, vector, strict=True)), params)
+    got = hessian.hessian_vector_forward(net, names, params, vector, [(x, y)], temperature=3.0)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("geometry", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}])
+def test_lean_maxpool_matches_max_pool2d_forward_tangent_and_reverse(geometry):
+    torch.manual_seed(3)
+    x = torch.randn(5, 3, 6, 6, dtype=torch.float64)
+    lean = lean_layers.LeanMaxPool2d(nn.MaxPool2d(**geometry), chunk=2)
+    assert_same_dual_function(lean, lambda t: F.max_pool2d(t, **geometry), (x,), (torch.randn_like(x),))

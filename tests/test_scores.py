@@ -148,6 +148,20 @@ def test_grasp_hessian_gradient_matches_finite_differences(temperature, offload)
         torch.testing.assert_close(scores[name], -w0[name] * hg[name])
 
 
+def test_grasp_weights_are_the_callers_values_not_its_tensors():
+    """The scoring copy shares the caller's storage (no second copy of every weight); what it returns must not
+    change when the caller later prunes in place."""
+    model = smooth_net()
+    x, y = image_batch(6, 1, 4, 3, seed=5, dtype=torch.float64)
+    weights, _ = grasp_hessian_gradient(model, (x, y), reinit_classifier=False)
+    before = {name: w.clone() for name, w in weights.items()}
+    with torch.no_grad():
+        for _, w in prunable_weights(model):
+            w.zero_()
+    for name, w in weights.items():
+        assert torch.equal(w, before[name]) and w.abs().sum() > 0
+
+
 def test_grasp_reinitialises_the_classifier_in_the_copy_only():
     model = smooth_net()
     before = snapshot(model)

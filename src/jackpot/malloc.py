@@ -8,7 +8,7 @@ time of a small net's step (docs/benchmarks.md). ``keep_freed_cpu_memory`` keeps
 **Scoring** (SNIP/GraSP on 1,000 images) frees activation- and weight-sized blocks of many different sizes
 once; glibc's *dynamic* mmap threshold then rises to the largest freed block and later blocks come from the
 heap, where fragmentation keeps them resident: on VGG19 the peak RSS was ~0.8 GB higher for the same
-computation (measured). ``return_freed_cpu_memory`` maps every block of 1 MiB or more on its own, so freeing
+computation (measured). ``return_freed_cpu_memory`` maps every block of 128 KiB or more on its own, so freeing
 it returns it to the OS at once.
 
 Both are process-wide and glibc-only (elsewhere they do nothing and say so).
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # <malloc.h>
 GLIBC_DEFAULT_MMAP_THRESHOLD = 128 << 10
-SCORING_MMAP_THRESHOLD = 1 << 20
+SCORING_MMAP_THRESHOLD = 128 << 10
 
 _state = {"keep_freed": False}
 
@@ -54,7 +54,7 @@ def keep_freed_cpu_memory() -> bool:
 
 @contextlib.contextmanager
 def return_freed_cpu_memory() -> Iterator[bool]:
-    """Inside: blocks of 1 MiB or more are mapped on their own and unmapped when freed (yields whether it
+    """Inside: blocks of 128 KiB or more are mapped on their own and unmapped when freed (yields whether it
     applied). On exit: ``keep_freed_cpu_memory``'s settings again if they were on, else glibc's default
     threshold (fixed from then on: glibc has no way back to its dynamic threshold)."""
     libc = _libc()

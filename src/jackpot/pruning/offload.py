@@ -16,6 +16,7 @@ at ~6 GiB), so ``auto`` offloads only on CPU.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import tempfile
 import weakref
@@ -29,7 +30,9 @@ from torch import Tensor
 from jackpot.malloc import return_freed_cpu_memory
 
 OFFLOAD_MODES = ("auto", "disk", "none")
-MIN_OFFLOAD_BYTES = 1 << 20  # smaller saved tensors stay in memory: the file round trip would cost more
+MIN_OFFLOAD_BYTES = 256 << 10  # smaller tensors stay in memory: the file round trip would cost more
+
+_files: contextvars.ContextVar[Any] = contextvars.ContextVar("jackpot_offload_files", default=None)
 
 
 class _OnDisk:
@@ -42,11 +45,43 @@ class _OnDisk:
             file.write(_flat_bytes(tensor).numpy().data)
         weakref.finalize(self, _unlink, str(path))
 
-    def load(self) -> Tensor:
+    def load(self, owned: bool = False) -> Tensor:
+        """A fresh tensor (``owned`` changes nothing: every load is one)."""
         out = torch.empty_strided(self.size, self.stride, dtype=self.dtype)
         with open(self.path, "rb") as file:
             file.readinto(_flat_bytes(out).numpy().data)
         return out
+
+
+class _InMemory:
+    """A tensor kept as it is, with the same ``load`` as ``_OnDisk``."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+
+    def load(self, owned: bool = False) -> Tensor:
+        """The tensor itself, or with ``owned`` a copy the caller may change in place."""
+        return self.tensor.clone() if owned else self.tensor
+
+
+Parked = _OnDisk | _InMemory
+
+
+def _worth_a_file(tensor: Tensor) -> bool:
+    return (
+        tensor.device.type == "cpu"
+        and tensor.numel() * tensor.element_size() >= MIN_OFFLOAD_BYTES
+        and _is_plain_dense(tensor)
+    )
+
+
+def park(tensor: Tensor) -> Parked:
+    """Keep a tensor for later: in a file inside ``saved_tensors_on_disk`` (when large and dense; its own
+    bytes, so later in-place changes of ``tensor`` do not reach it), else as it is."""
+    next_file = _files.get()
+    if next_file is None or not _worth_a_file(tensor):
+        return _InMemory(tensor)
+    return _OnDisk(tensor.detach(), next_file())
 
 
 def _unlink(path: str) -> None:
@@ -94,27 +129,30 @@ def saved_tensors_on_disk(keep: Sequence[Tensor] = (), directory: str | None = N
     """Inside this block, large saved CPU tensors of autograd graphs live in files under a temp folder.
 
     ``keep``: tensors that stay in memory anyway (the parameters being differentiated: they are alive
-    regardless, so writing them would only cost time). The folder is removed on exit, also on errors.
+    regardless, so writing them would only cost time). ``park`` uses the same folder inside the block.
+    The folder is removed on exit, also on errors.
     """
     kept = {t.data_ptr() for t in keep}
     with tempfile.TemporaryDirectory(prefix="jackpot-saved-", dir=directory) as folder:
         counter = iter(range(1 << 62))
 
+        def next_file() -> Path:
+            return Path(folder) / f"{next(counter)}.bin"
+
         def pack(tensor: Tensor) -> Any:
-            if (
-                tensor.device.type != "cpu"
-                or tensor.numel() * tensor.element_size() < MIN_OFFLOAD_BYTES
-                or tensor.data_ptr() in kept
-                or not _is_plain_dense(tensor)
-            ):
+            if tensor.data_ptr() in kept or not _worth_a_file(tensor):
                 return tensor
-            return _OnDisk(tensor.detach(), Path(folder) / f"{next(counter)}.bin")
+            return _OnDisk(tensor.detach(), next_file())
 
         def unpack(packed: Any) -> Tensor:
             return packed.load() if isinstance(packed, _OnDisk) else packed
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-            yield
+        token = _files.set(next_file)
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+                yield
+        finally:
+            _files.reset(token)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
 """Per-weight scores that rank the prunable weights: SNIP, GraSP, magnitude, OBD, random.
 
 Every function returns ``{name: score}`` with the names, order and shapes of ``prunable_weights(model)``.
-Scores that need gradients are computed on a deep copy of the model, so the caller's weights, BatchNorm
+Scores that need gradients are computed on a copy of the model, so the caller's weights, BatchNorm
 running statistics and ``.grad`` fields are never touched (the official code also scores a ``deepcopy``).
+The copy's parameters are new tensors on the caller's storage (nothing here writes to them): a second
+copy of every weight would be VGG19's 80 MB of the 1.5 GB that scoring may take on a CPU.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jackpot.pruning.hessian import hessian_vector_forward, low_memory_copy
+from jackpot.pruning.hessian import RunningSum, hessian_vector_forward
+from jackpot.pruning.lean_layers import lean_copy
 from jackpot.pruning.masks import prunable_weights
 from jackpot.pruning.offload import low_memory, wants_offload
 
@@ -44,8 +47,10 @@ def as_batch_list(batches: Batches) -> list[Batch]:
 
 
 def _scoring_copy(model: nn.Module, train: bool) -> tuple[nn.Module, list[tuple[str, Tensor]]]:
-    """A deep copy in train or eval mode, its prunable weights requiring grad and its grads cleared."""
-    net = copy.deepcopy(model)
+    """A copy in train or eval mode, its prunable weights requiring grad and its grads cleared; parameters
+    share the caller's storage, buffers (BatchNorm running statistics) are copied."""
+    shared = {id(p): nn.Parameter(p.detach(), requires_grad=p.requires_grad) for p in model.parameters()}
+    net = copy.deepcopy(model, shared)
     net.train(train)
     net.zero_grad(set_to_none=True)
     weights = prunable_weights(net)
@@ -60,9 +65,9 @@ def _device_of(net: nn.Module) -> torch.device:
 
 def _for_offload(net: nn.Module, offload: str) -> tuple[nn.Module, bool]:
     """The scoring copy prepared for ``offload`` on its device, and whether the low-memory path is on
-    (then BatchNorms are explicit and convolutions chunked: ``jackpot.pruning.hessian.low_memory_copy``)."""
+    (then convolutions, BatchNorms and ReLUs are ``jackpot.pruning.lean_layers``')."""
     enabled = wants_offload(offload, _device_of(net))
-    return (low_memory_copy(net) if enabled else net), enabled
+    return (lean_copy(net) if enabled else net), enabled
 
 
 def _loss(net: nn.Module, x: Tensor, y: Tensor, temperature: float = 1.0) -> Tensor:
@@ -79,30 +84,36 @@ def snip_scores(model: nn.Module, batches: Batches, offload: str = "auto") -> Sc
     Train-mode copy (BatchNorm uses batch statistics), no re-initialisation, mean cross-entropy over each
     ``(x, y)`` pair in one forward/backward; with several pairs the gradients are summed, as the official
     ``num_iters > 1`` path accumulates ``loss.backward()``. ``offload`` (auto | disk | none): where the
-    backward's saved activations wait; ``disk`` also normalises and convolves in chunks
-    (``jackpot.pruning.offload`` and ``.hessian``: same scores to float tolerance, flat memory).
+    backward's saved activations wait; ``disk`` also runs the layers in chunks
+    (``jackpot.pruning.offload`` and ``.lean_layers``: same scores to float tolerance, flat memory).
     """
     net, weights = _scoring_copy(model, train=True)
     net, offloaded = _for_offload(net, offload)
     params = [w for _, w in weights]
-    grads = [torch.zeros_like(w) for w in params]
     with low_memory(offloaded, keep=params):
-        for x, y in as_batch_list(batches):
-            for acc, grad in zip(grads, torch.autograd.grad(_loss(net, x, y), params), strict=True):
-                acc.add_(grad)
+        grads = _summed_gradients(net, params, as_batch_list(batches))
     return {name: (w.detach() * g).abs() for (name, w), g in zip(weights, grads, strict=True)}
 
 
+def _summed_gradients(
+    net: nn.Module, params: Sequence[Tensor], batches: Sequence[Batch], temperature: float = 1.0
+) -> list[Tensor]:
+    """sum over batches of d(mean loss of the batch)/d params."""
+    total = RunningSum()
+    for x, y in batches:
+        total.add(torch.autograd.grad(_loss(net, x, y, temperature), params))
+    return total.total()
+
+
 def _reinit_classifier(net: nn.Module, generator: torch.Generator | None) -> None:
-    """GraSP's ``reinit=True``: xavier_normal on every Linear weight of the scoring copy only."""
+    """GraSP's ``reinit=True``: xavier_normal on every Linear weight of the scoring copy only (a new
+    tensor: the copy's parameters share the caller's storage)."""
     for module in net.modules():
         if isinstance(module, nn.Linear):
-            weight = module.weight
-            if generator is None or generator.device == weight.device:
-                nn.init.xavier_normal_(weight, generator=generator)
-            else:  # e.g. a CPU generator and a CUDA model: draw where the generator lives
-                drawn = torch.empty(weight.shape, dtype=weight.dtype, device=generator.device)
-                weight.copy_(nn.init.xavier_normal_(drawn, generator=generator))
+            old = module.weight
+            device = old.device if generator is None else generator.device  # draw where the generator lives
+            drawn = nn.init.xavier_normal_(torch.empty(old.shape, dtype=old.dtype, device=device), generator=generator)
+            module.weight = nn.Parameter(drawn.to(old.device), requires_grad=old.requires_grad)
 
 
 def _halves(batches: Batches) -> list[Batch]:
@@ -120,13 +131,12 @@ def _hessian_vector_double_backward(
     net: nn.Module, params: Sequence[Tensor], g: Sequence[Tensor], halves: list[Batch], temperature: float
 ) -> list[Tensor]:
     """The official code's way: per half, grad_f with a graph, then the gradient of g . grad_f."""
-    hg = [torch.zeros_like(w) for w in params]
+    hg = RunningSum()
     for x, y in halves:
         grad_f = torch.autograd.grad(_loss(net, x, y, temperature), params, create_graph=True)
         z = sum((g_l.detach() * f_l).sum() for g_l, f_l in zip(g, grad_f, strict=True))
-        for acc, grad in zip(hg, torch.autograd.grad(z, params), strict=True):
-            acc.add_(grad)
-    return hg
+        hg.add(torch.autograd.grad(z, params))
+    return hg.total()
 
 
 def grasp_hessian_gradient(
@@ -149,22 +159,20 @@ def grasp_hessian_gradient(
     if reinit_classifier:
         with torch.no_grad():
             _reinit_classifier(net, generator)
+        weights = [(name, net.get_parameter(name).requires_grad_(True)) for name, _ in weights]
     params = [w for _, w in weights]
     halves = _halves(batches)
 
     names = [name for name, _ in weights]
     net, offloaded = _for_offload(net, offload)
     with low_memory(offloaded, keep=params):
-        g = [torch.zeros_like(w) for w in params]
-        for x, y in halves:
-            for acc, grad in zip(g, torch.autograd.grad(_loss(net, x, y, temperature), params), strict=True):
-                acc.add_(grad)
+        g = _summed_gradients(net, params, halves, temperature)
         if offloaded:  # reverse-over-forward: see jackpot.pruning.hessian
             hg = hessian_vector_forward(net, names, params, g, halves, temperature)
         else:
             hg = _hessian_vector_double_backward(net, params, g, halves, temperature)
 
-    return dict(zip(names, (w.detach() for w in params), strict=True)), dict(zip(names, hg, strict=True))
+    return dict(zip(names, (w.detach().clone() for w in params), strict=True)), dict(zip(names, hg, strict=True))
 
 
 def grasp_scores(
