@@ -796,7 +796,8 @@ def format_report(cfg: BenchConfig, res: dict[str, Any]) -> str:
         grasp = [r for r in sc["runs"] if r["method"] == "grasp" and r["offload"] == cfg.score_offload[0]]
         worst = max(grasp, key=lambda r: r["peak_gib"])
         lines.append(f"  GraSP peak memory (largest set, N={worst['n']}, offload={worst['offload']}): "
-                     f"{worst['peak_gib']:.3f} GiB  (target < 1.5 GB)")
+                     f"{worst['peak_gib']:.3f} GiB = {worst['peak_gib'] * GIB / 1e9:.2f} GB, whole process "
+                     f"(target < 1.5 GB)")
     ov = res.get("overhead")
     if ov:
         lines.append(f"framework overhead ({ov['model']}, batch {ov['batch']}, {ov['device']}, {ov['steps']} steps "

@@ -66,17 +66,69 @@ def _loaded(parts: list[Parked] | None, index: int) -> Tensor | None:
     return None if parts is None else parts[index].load()
 
 
-class _Chunked:
-    """One full-size output filled chunk by chunk (allocated at the first chunk, from its shape and dtype)."""
+# Gradient buffers. A backward may write its input gradient into the buffer of its output gradient when that
+# buffer is provably its own: it was made by the lean layer directly downstream, for an input that a lean layer
+# produced (so no built-in op, which may hand one gradient tensor to several consumers, came in between).
+# Several consumers of one lean output each return their own buffer and the engine sums them (in place into
+# one of them, or into a new tensor), so a marked buffer always reaches exactly one backward. This halves the
+# full-size tensors a backward holds (VGG19's first layers: two of 131 MB instead of four).
+_LEAN_OUTPUT = "_jackpot_lean_output"  # set on a lean layer's forward outputs
+_OWN_BUFFER = "_jackpot_own_gradient"  # set on a gradient made by a lean backward for a lean-made input
 
-    def __init__(self, rows: int) -> None:
-        self.rows, self.tensor = rows, None
+
+def _mark_output(primal: Tensor) -> None:
+    setattr(primal, _LEAN_OUTPUT, True)
+
+
+def _lean_inputs(x: Tensor, x_t: Tensor | None) -> tuple[bool, bool]:
+    """Whether a lean layer made this input's primal and tangent. The primal (or the tensor a view of it was
+    taken from: a view's backward passes its gradient on to one place) carries the mark; the tangent cannot
+    (``unpack_dual`` returns a new tensor object for it), but it was made by the same layer as its primal:
+    only ``_as_dual`` pairs a lean output with a tangent."""
+    base = x._base if x._base is not None else x
+    made = getattr(base, _LEAN_OUTPUT, False)
+    return made, made and x_t is not None
+
+
+def _own_buffer(grad: Tensor | None) -> Tensor | None:
+    """``grad`` if this backward may overwrite it, else None. The mark is a one-use token: taken here, so
+    that no later alias of the buffer (a built-in op downstream may hand one to several consumers) counts
+    as owned. A primal's gradient arrives through the backward of ``unpack_dual``'s view: an alias covering
+    all of the marked buffer."""
+    if grad is None:
+        return None
+    for holder in (grad, grad._base):
+        if holder is not None and getattr(holder, _OWN_BUFFER, False):
+            delattr(holder, _OWN_BUFFER)
+            whole = holder is grad or (grad.data_ptr() == holder.data_ptr() and grad.shape == holder.shape
+                                       and grad.stride() == holder.stride())
+            return grad if whole else None
+    return None
+
+
+def _hand_over(ctx: Any, grad_x: _Chunked, grad_x_t: _Chunked) -> tuple[Tensor | None, Tensor | None]:
+    """The input gradients (primal, tangent), each marked as the next backward's own buffer when a lean layer
+    made that input."""
+    for grad, made_by_lean in zip((grad_x.tensor, grad_x_t.tensor), ctx.lean_inputs, strict=True):
+        if grad is not None and made_by_lean:
+            setattr(grad, _OWN_BUFFER, True)
+    return grad_x.tensor, grad_x_t.tensor
+
+
+class _Chunked:
+    """One full-size output filled chunk by chunk: written into ``reuse`` when given and of the right shape,
+    else allocated at the first chunk from its shape and dtype."""
+
+    def __init__(self, rows: int, reuse: Tensor | None = None) -> None:
+        self.rows, self.tensor, self.reuse = rows, None, reuse
 
     def put(self, start: int, end: int, value: Tensor | None) -> None:
         if value is None:
             return
         if self.tensor is None:
-            self.tensor = value.new_empty((self.rows, *value.shape[1:]))
+            shape = (self.rows, *value.shape[1:])
+            fits = self.reuse is not None and self.reuse.shape == shape and self.reuse.dtype == value.dtype
+            self.tensor = self.reuse if fits else value.new_empty(shape)
         self.tensor[start:end] = value
 
 
@@ -107,7 +159,9 @@ class _ConvFunction(torch.autograd.Function):
         ctx.ranges, ctx.geometry, ctx.input_shape = ranges, geometry, x.shape
         ctx.x_parts, ctx.x_t_parts = _park_chunks(x, ranges), _park_chunks(x_t, ranges)
         ctx.w, ctx.w_t, ctx.has_bias = w, w_t, b is not None
+        ctx.lean_inputs = _lean_inputs(x, x_t)
         ctx.set_materialize_grads(False)
+        _mark_output(y.tensor)
         return (y.tensor, y_t.tensor) if has_tangent else (y.tensor,)
 
     @staticmethod
@@ -123,8 +177,11 @@ class _ConvFunction(torch.autograd.Function):
                 [want_input, want_weight, False])
             return grad_in, grad_w
 
+        # bias gradients first: grad_y's buffer may receive the input gradient below
+        ctx.grad_b = grad_y.sum((0, 2, 3)) if need_b and grad_y is not None else None
+        ctx.grad_b_t = grad_y_t.sum((0, 2, 3)) if need_b_t and grad_y_t is not None else None
         rows = ctx.input_shape[0]
-        grad_x, grad_x_t = _Chunked(rows), _Chunked(rows)
+        grad_x, grad_x_t = _Chunked(rows, _own_buffer(grad_y)), _Chunked(rows, _own_buffer(grad_y_t))
         grad_w = grad_w_t = None
         for index, (start, end) in enumerate(ctx.ranges):
             piece, piece_t = ctx.x_parts[index].load(), _loaded(ctx.x_t_parts, index)
@@ -142,9 +199,9 @@ class _ConvFunction(torch.autograd.Function):
                     gx, grad_w_t = _add(gx, gx_part), _add(grad_w_t, gw_t)
             grad_x.put(start, end, gx if need_x else None)
             grad_x_t.put(start, end, gx_t if need_x_t else None)
-        grad_b = grad_y.sum((0, 2, 3)) if need_b and grad_y is not None else None
-        grad_b_t = grad_y_t.sum((0, 2, 3)) if need_b_t and grad_y_t is not None else None
-        return grad_x.tensor, grad_x_t.tensor, grad_w, grad_w_t, grad_b, grad_b_t, None, None
+            del gx, gx_t
+        return (*_hand_over(ctx, grad_x, grad_x_t),
+                grad_w, grad_w_t, ctx.grad_b, ctx.grad_b_t, None, None)
 
 
 class LeanConv2d(nn.Module):
@@ -223,7 +280,9 @@ class _BatchNormFunction(torch.autograd.Function):
         ctx.ranges, ctx.shape, ctx.count, ctx.eps, ctx.has_tangent = ranges, shape, count, eps, has_tangent
         ctx.stats, ctx.affine = (mean, var, mean_t, cov), (w, b, w_t, b_t)
         ctx.x_parts, ctx.x_t_parts = _park_chunks(x, ranges), _park_chunks(x_t, ranges)
+        ctx.lean_inputs = _lean_inputs(x, x_t)
         ctx.set_materialize_grads(False)
+        _mark_output(y.tensor)
         return (y.tensor, y_t.tensor) if has_tangent else (y.tensor,)
 
     @staticmethod
@@ -274,20 +333,20 @@ class _BatchNormFunction(torch.autograd.Function):
         mean_v = mean.view(shape)
         mean_t_v = None if mean_t is None else mean_t.view(shape)
         need_x, need_x_t = ctx.needs_input_grad[:2]
-        grad_x, grad_x_t = _Chunked(ranges[-1][1]), _Chunked(ranges[-1][1])
+        rows = ranges[-1][1]
+        grad_x, grad_x_t = _Chunked(rows, _own_buffer(grad_y)), _Chunked(rows, _own_buffer(grad_y_t))
         for index, (start, end) in enumerate(ranges):
             # loaded chunks are this loop's own: centred in place, then reused for the input gradient
             centred = ctx.x_parts[index].load(owned=True).sub_(mean_v)
             piece_t = None if ctx.x_t_parts is None else ctx.x_t_parts[index].load(owned=True)
             centred_t = None if piece_t is None else piece_t.sub_(mean_t_v)
+            gx_t = None
             if need_x_t and grad_y_t is not None:
                 gx_t = grad_y_t[start:end] * a
                 if s_mean_t is not None:
                     gx_t.add_(s_mean_t)
                 if s_cov is not None:
                     gx_t.addcmul_(centred, s_cov)
-                grad_x_t.put(start, end, gx_t)
-                del gx_t
             if need_x:
                 gx = centred.mul_(s_var) if s_var is not None else centred.zero_()
                 if s_mean is not None:
@@ -298,8 +357,10 @@ class _BatchNormFunction(torch.autograd.Function):
                     gx.addcmul_(grad_y[start:end], a)
                 if grad_y_t is not None and b_coef is not None:
                     gx.addcmul_(grad_y_t[start:end], b_coef)
-                grad_x.put(start, end, gx)
-        return grad_x.tensor, grad_x_t.tensor, g_w, g_w_t, g_b, g_b_t, None, None
+                grad_x.put(start, end, gx)  # after every read of this chunk of grad_y and grad_y_t
+            grad_x_t.put(start, end, gx_t)
+        return (*_hand_over(ctx, grad_x, grad_x_t),
+                g_w, g_w_t, g_b, g_b_t, None, None)
 
 
 class LeanBatchNorm(nn.Module):
@@ -332,21 +393,23 @@ class _ReluFunction(torch.autograd.Function):
                 y_t.put(start, end, x_t[start:end] * positive)
             masks.append(park(positive))
         ctx.ranges, ctx.masks = ranges, masks
+        ctx.lean_inputs = _lean_inputs(x, x_t)
         ctx.set_materialize_grads(False)
+        _mark_output(y.tensor)
         return (y.tensor,) if x_t is None else (y.tensor, y_t.tensor)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_y: Tensor | None, grad_y_t: Tensor | None = None) -> tuple[Any, ...]:
         rows = ctx.ranges[-1][1]
-        grad_x, grad_x_t = _Chunked(rows), _Chunked(rows)
+        grad_x, grad_x_t = _Chunked(rows, _own_buffer(grad_y)), _Chunked(rows, _own_buffer(grad_y_t))
         for index, (start, end) in enumerate(ctx.ranges):
             positive = ctx.masks[index].load()
             if grad_y is not None and ctx.needs_input_grad[0]:
                 grad_x.put(start, end, grad_y[start:end] * positive)
             if grad_y_t is not None and ctx.needs_input_grad[1]:
                 grad_x_t.put(start, end, grad_y_t[start:end] * positive)
-        return grad_x.tensor, grad_x_t.tensor, None
+        return *_hand_over(ctx, grad_x, grad_x_t), None
 
 
 class LeanReLU(nn.Module):
@@ -381,7 +444,9 @@ class _MaxPoolFunction(torch.autograd.Function):
                 y_t.put(start, end, x_t[start:end].flatten(2).gather(2, indices.flatten(2)).view_as(pooled))
             argmax.append(park(indices))
         ctx.ranges, ctx.argmax, ctx.input_shape = ranges, argmax, x.shape
+        ctx.lean_inputs = _lean_inputs(x, x_t)
         ctx.set_materialize_grads(False)
+        _mark_output(y.tensor)
         return (y.tensor,) if x_t is None else (y.tensor, y_t.tensor)
 
     @staticmethod
@@ -397,7 +462,7 @@ class _MaxPoolFunction(torch.autograd.Function):
                     spread = grad.new_zeros((end - start, *ctx.input_shape[1:])).flatten(2)
                     out.put(start, end, spread.scatter_add_(2, flat_indices, grad[start:end].flatten(2))
                             .view(end - start, *ctx.input_shape[1:]))
-        return grad_x.tensor, grad_x_t.tensor, None, None
+        return *_hand_over(ctx, grad_x, grad_x_t), None, None
 
 
 class LeanMaxPool2d(nn.Module):
