@@ -1,13 +1,14 @@
-"""Train-mode convolution, BatchNorm and ReLU for scoring with flat memory, each optionally carrying a
-forward-mode tangent (``torch.autograd.forward_ad``) and differentiable once in reverse mode.
+"""Train-mode convolution, BatchNorm, ReLU and max pooling for scoring with flat memory, each optionally
+carrying a forward-mode tangent (``torch.autograd.forward_ad``) and differentiable once in reverse mode.
 
 Why hand-written: scoring a whole CIFAR-100 scoring set at once (SNIP, GraSP) keeps every layer's
 activation of 500-1,000 images. Saved tensors can wait on disk (``jackpot.pruning.offload``), but what
 autograd's own backward of a layer holds at once cannot: the gradients of a chunked layer are gathered,
 concatenated and cloned (split and copy-into-slice backward), and GraSP's reverse-over-forward doubles every
 tensor (primal and tangent). These layers compute forward *and* backward ``chunk`` samples at a time into one
-preallocated output per tensor and keep their inputs on disk by chunks, so a layer holds its incoming and
-outgoing pair of activations (primal and tangent) and nothing else of full size.
+preallocated output per tensor and keep their inputs on disk by chunks, so a layer's forward holds its
+incoming and outgoing pair of activations (primal and tangent) and its backward one pair (see "Gradient
+buffers" below), plus chunks.
 
 The tangent rules are written out, so GraSP's H g needs only a first-order backward of them (the forward
 rule PyTorch uses for ``native_batch_norm`` cannot be differentiated through the batch statistics, see
@@ -178,8 +179,8 @@ class _ConvFunction(torch.autograd.Function):
             return grad_in, grad_w
 
         # bias gradients first: grad_y's buffer may receive the input gradient below
-        ctx.grad_b = grad_y.sum((0, 2, 3)) if need_b and grad_y is not None else None
-        ctx.grad_b_t = grad_y_t.sum((0, 2, 3)) if need_b_t and grad_y_t is not None else None
+        grad_b = grad_y.sum((0, 2, 3)) if need_b and grad_y is not None else None
+        grad_b_t = grad_y_t.sum((0, 2, 3)) if need_b_t and grad_y_t is not None else None
         rows = ctx.input_shape[0]
         grad_x, grad_x_t = _Chunked(rows, _own_buffer(grad_y)), _Chunked(rows, _own_buffer(grad_y_t))
         grad_w = grad_w_t = None
@@ -201,7 +202,7 @@ class _ConvFunction(torch.autograd.Function):
             grad_x_t.put(start, end, gx_t if need_x_t else None)
             del gx, gx_t
         return (*_hand_over(ctx, grad_x, grad_x_t),
-                grad_w, grad_w_t, ctx.grad_b, ctx.grad_b_t, None, None)
+                grad_w, grad_w_t, grad_b, grad_b_t, None, None)
 
 
 class LeanConv2d(nn.Module):

@@ -65,7 +65,7 @@ def _device_of(net: nn.Module) -> torch.device:
 
 def _for_offload(net: nn.Module, offload: str) -> tuple[nn.Module, bool]:
     """The scoring copy prepared for ``offload`` on its device, and whether the low-memory path is on
-    (then convolutions, BatchNorms and ReLUs are ``jackpot.pruning.lean_layers``')."""
+    (then its convolutions, BatchNorms, ReLUs and max pools are ``jackpot.pruning.lean_layers``')."""
     enabled = wants_offload(offload, _device_of(net))
     return (lean_copy(net) if enabled else net), enabled
 
