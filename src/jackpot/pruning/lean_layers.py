@@ -77,10 +77,6 @@ _LEAN_OUTPUT = "_jackpot_lean_output"  # set on a lean layer's forward outputs
 _OWN_BUFFER = "_jackpot_own_gradient"  # set on a gradient made by a lean backward for a lean-made input
 
 
-def _mark_output(primal: Tensor) -> None:
-    setattr(primal, _LEAN_OUTPUT, True)
-
-
 def _lean_inputs(x: Tensor, x_t: Tensor | None) -> tuple[bool, bool]:
     """Whether a lean layer made this input's primal and tangent. The primal (or the tensor a view of it was
     taken from: a view's backward passes its gradient on to one place) carries the mark; the tangent cannot
@@ -114,6 +110,16 @@ def _hand_over(ctx: Any, grad_x: _Chunked, grad_x_t: _Chunked) -> tuple[Tensor |
         if grad is not None and made_by_lean:
             setattr(grad, _OWN_BUFFER, True)
     return grad_x.tensor, grad_x_t.tensor
+
+
+def _finish_forward(ctx: Any, x: Tensor, x_t: Tensor | None, y: _Chunked, y_t: _Chunked,
+                    has_tangent: bool) -> tuple[Tensor, ...]:
+    """How every lean forward ends: note which inputs a lean layer made, let unused output gradients arrive
+    as None, mark the primal output as lean-made, and return ``(primal,)`` or ``(primal, tangent)``."""
+    ctx.lean_inputs = _lean_inputs(x, x_t)
+    ctx.set_materialize_grads(False)
+    setattr(y.tensor, _LEAN_OUTPUT, True)
+    return (y.tensor, y_t.tensor) if has_tangent else (y.tensor,)
 
 
 class _Chunked:
@@ -159,11 +165,8 @@ class _ConvFunction(torch.autograd.Function):
                 y_t.put(start, end, tangent)
         ctx.ranges, ctx.geometry, ctx.input_shape = ranges, geometry, x.shape
         ctx.x_parts, ctx.x_t_parts = _park_chunks(x, ranges), _park_chunks(x_t, ranges)
-        ctx.w, ctx.w_t, ctx.has_bias = w, w_t, b is not None
-        ctx.lean_inputs = _lean_inputs(x, x_t)
-        ctx.set_materialize_grads(False)
-        _mark_output(y.tensor)
-        return (y.tensor, y_t.tensor) if has_tangent else (y.tensor,)
+        ctx.w, ctx.w_t = w, w_t
+        return _finish_forward(ctx, x, x_t, y, y_t, has_tangent)
 
     @staticmethod
     @once_differentiable
@@ -281,10 +284,7 @@ class _BatchNormFunction(torch.autograd.Function):
         ctx.ranges, ctx.shape, ctx.count, ctx.eps, ctx.has_tangent = ranges, shape, count, eps, has_tangent
         ctx.stats, ctx.affine = (mean, var, mean_t, cov), (w, b, w_t, b_t)
         ctx.x_parts, ctx.x_t_parts = _park_chunks(x, ranges), _park_chunks(x_t, ranges)
-        ctx.lean_inputs = _lean_inputs(x, x_t)
-        ctx.set_materialize_grads(False)
-        _mark_output(y.tensor)
-        return (y.tensor, y_t.tensor) if has_tangent else (y.tensor,)
+        return _finish_forward(ctx, x, x_t, y, y_t, has_tangent)
 
     @staticmethod
     @once_differentiable
@@ -322,9 +322,8 @@ class _BatchNormFunction(torch.autograd.Function):
             None if t is None else next(by_leaf) for t in leaves)
 
         # 3. gradients of x and x' by chunks: direct terms plus the statistics' (d mean/dx = 1/N, ...)
-        a, _, b_coef, _ = [*coef, None, None][:4]
-        a = a.detach().view(shape)
-        b_coef = None if b_coef is None else b_coef.detach().view(shape)
+        a = coef[0].detach().view(shape)
+        b_coef = coef[2].detach().view(shape) if ctx.has_tangent else None
         n = ctx.count
 
         def scaled(t: Tensor | None, factor: float = 1.0) -> Tensor | None:
@@ -394,10 +393,7 @@ class _ReluFunction(torch.autograd.Function):
                 y_t.put(start, end, x_t[start:end] * positive)
             masks.append(park(positive))
         ctx.ranges, ctx.masks = ranges, masks
-        ctx.lean_inputs = _lean_inputs(x, x_t)
-        ctx.set_materialize_grads(False)
-        _mark_output(y.tensor)
-        return (y.tensor,) if x_t is None else (y.tensor, y_t.tensor)
+        return _finish_forward(ctx, x, x_t, y, y_t, x_t is not None)
 
     @staticmethod
     @once_differentiable
@@ -445,10 +441,7 @@ class _MaxPoolFunction(torch.autograd.Function):
                 y_t.put(start, end, x_t[start:end].flatten(2).gather(2, indices.flatten(2)).view_as(pooled))
             argmax.append(park(indices))
         ctx.ranges, ctx.argmax, ctx.input_shape = ranges, argmax, x.shape
-        ctx.lean_inputs = _lean_inputs(x, x_t)
-        ctx.set_materialize_grads(False)
-        _mark_output(y.tensor)
-        return (y.tensor,) if x_t is None else (y.tensor, y_t.tensor)
+        return _finish_forward(ctx, x, x_t, y, y_t, x_t is not None)
 
     @staticmethod
     @once_differentiable
