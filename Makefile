@@ -17,14 +17,14 @@ quickstart: $(STAMP)
 	WANDB_MODE=disabled $(BIN)/python train.py experiment=quickstart
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests train.py
+	$(BIN)/ruff check src tests scripts train.py
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
 
 test-full: $(STAMP)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests train.py
+	$(BIN)/ruff check src tests scripts train.py
 
 bench: $(STAMP)
 	$(BIN)/python -m jackpot.bench

@@ -32,6 +32,7 @@ def test_tiny_bench_prints_every_row(tmp_path: Path) -> None:
     assert set(tp["variants"]) == {"a", "b", "b_mask", "c"}
     assert all(v["img_per_s"] > 0 and len(v["ms_per_step_rounds"]) == 2 for v in tp["variants"].values())
     assert tp["mask_exact_after_c"] is True
+    assert tp["c_steps"] == {"replayed": 0, "eager": 4}  # CPU: (c)'s steps of the last round ran eagerly
     assert set(tp["projection_h"]) >= {"a", "b", "c"} and tp["eval_img_per_s"] > 0
     runs = res["scoring"]["runs"]
     assert sorted((r["method"], r["offload"], r["on_disk"]) for r in runs) == [
@@ -50,16 +51,19 @@ def test_bench_uses_jackpots_trainer_defaults() -> None:
     settings = bench.trainer_settings(bench.tiny_config()).trainer
     assert settings.enable_progress_bar is False and settings.log_every_n_steps == 50
     assert settings.steps_per_call == bench.BenchConfig().steps_per_call  # (c) is jackpot as it ships
+    assert settings.cuda_graph == bench.BenchConfig().cuda_graph == "auto"
     assert settings.accelerator == "cpu" and settings.precision == "32-true"
     assert bench.BenchConfig(device="cuda").resolved_precision() == "bf16-mixed"
 
 
 def test_cli_flags_reach_the_config() -> None:
     ns = bench._parser().parse_args(["--model", "vgg19", "--compile-mode", "reduce-overhead", "--steps-per-call",
-                                     "8", "--skip", "scoring,overhead", "--score-classes", "10,100"])
+                                     "8", "--skip", "scoring,overhead", "--score-classes", "10,100",
+                                     "--cuda-graph", "off"])
     cfg = bench.config_from_args(ns)
     assert (cfg.model, cfg.compile, cfg.compile_mode, cfg.steps_per_call) == ("vgg19", True, "reduce-overhead", 8)
     assert cfg.skip == ("scoring", "overhead") and cfg.score_classes == (10, 100)
+    assert cfg.cuda_graph == "off"
 
 
 def test_allocator_comparison_runs(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from jackpot.lightning.callbacks import PruningCallback
-from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
+from jackpot.lightning.module import ClassificationModule, EpochTotals, MultiStepClassificationModule, Schedule
 from jackpot.malloc import keep_freed_cpu_memory
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
@@ -141,20 +141,23 @@ def test_bf16_mixed_trains_on_cpu_and_keeps_masks_exact() -> None:
 
 
 # Per-epoch metric reduction ----------------------------------------------------------------------------------
-def test_epoch_totals_equal_a_direct_computation() -> None:
+def test_epoch_totals_equal_a_direct_computation_and_reset_in_place() -> None:
     gen = torch.Generator().manual_seed(0)
-    parts, losses, correct, sizes = [], [], 0, [5, 5, 3]
+    totals, losses, correct, sizes = EpochTotals(), [], 0, [5, 5, 3]
+    assert totals.read_and_reset() == (0.0, 0.0, 0)
     for n in sizes:
         logits = torch.randn(n, 10, generator=gen)
         y = torch.randint(0, 10, (n,), generator=gen)
         loss = torch.nn.functional.cross_entropy(logits, y)
-        ClassificationModule._accumulate(parts, logits, y, loss)
+        totals.add(logits, y, loss)
         losses.append(loss.item() * n)
         correct += int((logits.argmax(1) == y).sum())
-    loss_sum, correct_sum, total = ClassificationModule._totals(parts)
+    storage = totals._sums.data_ptr()
+    loss_sum, correct_sum, total = totals.read_and_reset()
     assert total == 13 and correct_sum == correct
     assert loss_sum == pytest.approx(sum(losses), rel=1e-6)
-    assert ClassificationModule._totals([]) == (0.0, 0.0, 0)
+    assert totals.read_and_reset() == (0.0, 0.0, 0)
+    assert totals._sums.data_ptr() == storage  # a recorded CUDA graph keeps adding to this very tensor
 
 
 def test_keep_freed_cpu_memory_is_idempotent() -> None:

@@ -69,6 +69,10 @@ def test_rerun_of_a_complete_cell_is_skipped(tmp_path, cifar_root):
     first = run(cfg)
     second = run(cfg)
     assert second["skipped"] and second["final_acc"] == first["final_acc"]
+    # Speed-only settings are not part of a cell's identity: a finished sweep stays finished when they change.
+    faster = _cfg(tmp_path, cifar_root, "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]",
+                  "trainer.cuda_graph=false", "trainer.enable_progress_bar=true")
+    assert run(faster)["skipped"]
 
 
 def test_layerwise_rearrange_keeps_counts_and_moves_positions(tmp_path, cifar_root):

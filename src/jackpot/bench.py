@@ -62,6 +62,7 @@ REPORT_ROWS = (
     "(b) bare loop + DeviceLoader",
     "(c) jackpot Lightning + PruningCallback",
     "jackpot step / bare step",
+    "steps replayed as a CUDA graph",
     "mask enforcement",
     "eval (no grad",
     "projected 160-epoch run",
@@ -104,6 +105,7 @@ class BenchConfig:
     overhead_device: str = "cpu"
     progress_bar: bool = False
     steps_per_call: int = 8  # (c): jackpot's default, conf/trainer/default.yaml
+    cuda_graph: str = "auto"  # (c): auto (jackpot's default: recorded on CUDA) | on | off
     overhead_steps_per_call: int = 1  # the overhead section also measures this K
     skip: tuple[str, ...] = ()
     seed: int = 0
@@ -368,7 +370,7 @@ def trainer_settings(cfg: BenchConfig) -> Any:
         trainer = {"accelerator": "auto", "devices": 1, "precision": "auto", "channels_last": "auto",
                    "compile": False, "deterministic": False, "enable_progress_bar": False,
                    "log_every_n_steps": 50, "limit_train_batches": None, "limit_val_batches": None,
-                   "checkpoint_every_n_epochs": 1, "steps_per_call": 8}
+                   "checkpoint_every_n_epochs": 1, "steps_per_call": 8, "cuda_graph": "auto"}
     trainer.update(accelerator="gpu" if cfg.device == "cuda" else "cpu", precision=cfg.resolved_precision(),
                    enable_progress_bar=cfg.progress_bar, compile=cfg.compile, channels_last=cfg.channels_last)
     return OmegaConf.create({"trainer": trainer})
@@ -395,8 +397,10 @@ class LightningRun(Variant):
         self.device = device
         self.cfg = cfg
         schedule = Schedule(epochs=1, milestones=())
-        if cfg.steps_per_call > 1:
-            self.module = MultiStepClassificationModule(net, schedule, cfg.channels_last, cfg.steps_per_call)
+        graph = {"auto": None, "on": True, "off": False}[cfg.cuda_graph]
+        if cfg.steps_per_call > 1 or (graph is not False and device.type == "cuda"):
+            self.module = MultiStepClassificationModule(net, schedule, cfg.channels_last, cfg.steps_per_call,
+                                                        cuda_graph=graph)
         else:
             self.module = ClassificationModule(net, schedule, cfg.channels_last)
         if cfg.compile:
@@ -531,6 +535,9 @@ def throughput(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     out["mask_multiply_ms"] = mask_multiply_ms(bm, device)
     out["mask_multiply_pct"] = 100 * out["mask_multiply_ms"] / out["variants"]["b"]["ms_per_step"]
     out["fit_seconds_c"] = c.fit_seconds
+    program = getattr(c.module, "_program", None)  # the last round's: how (c)'s steps ran
+    out["c_steps"] = {"replayed": program.replays if program else 0,
+                      "eager": program.eager_steps if program else None}
     if cfg.sync_check and device.type == "cuda":  # per timed step, over the kept rounds
         out["syncs_per_step"] = {"b": sum(b.syncs[1:]) / (cfg.rounds * (cfg.steps - cfg.warmup)),
                                  "c": sum(c.callbacks[-1].syncs[1:]) / max(1, cfg.rounds * (cfg.steps - cfg.warmup))}
@@ -768,6 +775,8 @@ def format_report(cfg: BenchConfig, res: dict[str, Any]) -> str:
             f"{v['b']['ms_per_step']:9.2f} ms/step  {tp['ratio_b_over_a_speed']:.2f}x of (a)",
             f"  (c) jackpot Lightning + PruningCallback (90% masks)       {v['c']['img_per_s']:9.1f} img/s "
             f"{v['c']['ms_per_step']:9.2f} ms/step  {tp['ratio_c_over_a_speed']:.2f}x of (a)",
+            f"  (c)'s last round: {tp['c_steps']['replayed']} steps replayed as a CUDA graph, "
+            f"{tp['c_steps']['eager']} eager (--cuda-graph {cfg.cuda_graph})",
             f"  jackpot step / bare step ((c)/(b) time): {tp['ratio_c_over_b_time']:.3f}  (target <= 1.05); "
             f"masks exact after (c): {tp['mask_exact_after_c']}",
             f"  mask enforcement (foreach multiply, (b) with vs without): "
@@ -1009,6 +1018,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-bar", action="store_true", help="Lightning's progress bar on in (c)")
     p.add_argument("--steps-per-call", type=int, default=None,
                    help="(c): optimizer steps per Lightning training step (MultiStepClassificationModule)")
+    p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default=None,
+                   help="(c): record each step as a CUDA graph (auto: on CUDA, jackpot's default)")
     p.add_argument("--overhead-steps-per-call", type=int, default=None,
                    help="framework overhead: also measure jackpot with this K (default 1; 0 or (c)'s K: skip)")
     p.add_argument("--skip", default="", help="comma list of sections: throughput,scoring,overhead")
@@ -1024,7 +1035,7 @@ def config_from_args(ns: argparse.Namespace) -> BenchConfig:
     values: dict[str, Any] = {}
     for key in ("model", "batch", "steps", "rounds", "warmup", "device", "precision", "workers", "classes",
                 "eval_batch", "overhead_model", "overhead_steps", "overhead_rounds", "overhead_device",
-                "steps_per_call", "overhead_steps_per_call", "threads"):
+                "steps_per_call", "overhead_steps_per_call", "threads", "cuda_graph"):
         if getattr(ns, key) is not None:
             values[key] = getattr(ns, key)
     if ns.score_classes:

@@ -76,6 +76,14 @@ def validate(cfg: DictConfig) -> None:
                 "GPU; use auto (in GPU memory there) or none"
             )
     _int_at_least("trainer.steps_per_call", cfg.trainer.get("steps_per_call", 1), 1)
+    graph = cfg.trainer.get("cuda_graph", "auto")
+    if not (graph == "auto" or isinstance(graph, bool)):
+        raise ConfigError(f"trainer.cuda_graph={graph!r} is not allowed; choose one of: auto, true, false")
+    if graph is True and not uses_gpu(cfg):
+        raise ConfigError(
+            "trainer.cuda_graph=true records each training step as a CUDA graph, but this run trains on the CPU "
+            f"(trainer.accelerator={cfg.trainer.accelerator}); use auto (records on a GPU only) or false"
+        )
     _validate_schedule(cfg)
     _validate_dataset(cfg)
     _validate_checks(cfg, METHODS)

@@ -44,7 +44,8 @@ def config_hash(cfg: DictConfig) -> str:
         container.pop(key, None)
     container["dataset"] = {k: v for k, v in container["dataset"].items() if k not in _HASH_EXCLUDE_DATASET}
     trainer = dict(container.get("trainer", {}))
-    trainer.pop("enable_progress_bar", None)
+    for speed_only in ("enable_progress_bar", "cuda_graph"):  # change how fast a run goes, not its results
+        trainer.pop(speed_only, None)
     container["trainer"] = trainer
     text = json.dumps(container, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -122,10 +123,13 @@ def trunk_spec(cfg: DictConfig) -> dict[str, Any]:
 
 def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> ClassificationModule:
     """The LightningModule: one optimizer step per Lightning step, or ``trainer.steps_per_call`` of them
-    (same arithmetic bit for bit, Lightning's per-batch overhead paid once per call)."""
+    (same arithmetic bit for bit, Lightning's per-batch overhead paid once per call), each replayed as a
+    recorded CUDA graph on a GPU unless ``trainer.cuda_graph=false``."""
     steps = int(cfg.trainer.get("steps_per_call", 1))
-    if steps > 1:
-        return MultiStepClassificationModule(model, schedule, _channels_last(cfg), steps_per_call=steps)
+    graph = {"auto": None, True: True, False: False}[cfg.trainer.get("cuda_graph", "auto")]
+    if steps > 1 or (graph is not False and uses_gpu(cfg)):
+        return MultiStepClassificationModule(model, schedule, _channels_last(cfg), steps_per_call=steps,
+                                             cuda_graph=graph)
     return ClassificationModule(model, schedule, _channels_last(cfg))
 
 

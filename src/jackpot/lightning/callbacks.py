@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from jackpot import faults
+from jackpot.lightning.step_graph import DEVICE_HOOK, HOST_HOOK
 from jackpot.pruning import Masks
 
 
@@ -25,6 +26,8 @@ class PruningCallback(L.Callback):
 
     The masks are part of the callback state, so a resumed run restores them instead of scoring again.
     """
+
+    step_hook = DEVICE_HOOK  # the mask multiply is device work only: a recorded CUDA-graph step replays it
 
     def __init__(self, make_ticket: Callable[[torch.nn.Module], Masks], masks_path: str | Path | None = None):
         self.make_ticket = make_ticket
@@ -82,6 +85,8 @@ class FaultPoints(L.Callback):
     """Marks every optimizer step as the fault-injection point `step` (see `jackpot.faults`): reached after
     the step's backward, before its update. `on_before_optimizer_step` runs before every optimizer step also
     when several run per training step (`trainer.steps_per_call`), unlike the per-batch hooks."""
+
+    step_hook = HOST_HOOK  # no tensor work: runs on the host before every step, also a replayed one
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         faults.reach("step")

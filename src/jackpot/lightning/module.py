@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn import functional as F
 
+from jackpot.lightning.step_graph import StepHook, StepProgram, capture_blockers
 from jackpot.malloc import keep_freed_cpu_memory
 
 
@@ -35,6 +38,35 @@ class Schedule:
         return self.lr * self.gamma ** sum(1 for milestone in self.milestones if milestone <= epoch)
 
 
+class EpochTotals:
+    """Sum of (loss x batch size), correct predictions and examples over an epoch, as one tensor on the device.
+
+    Each step adds in place (a few small kernels, no host sync) to a tensor that is allocated once and never
+    replaced, so the additions can also be recorded in a CUDA graph (`jackpot.lightning.step_graph`); the
+    totals are read, with one host sync, once per epoch.
+    """
+
+    def __init__(self) -> None:
+        self._sums: torch.Tensor | None = None
+
+    def add(self, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        with torch.no_grad():
+            if self._sums is None:
+                self._sums = torch.zeros(3, dtype=torch.float32, device=loss.device)
+            n = y.shape[0]
+            self._sums[0].add_(loss.detach().float(), alpha=n)
+            self._sums[1].add_((logits.argmax(dim=1) == y).sum())
+            self._sums[2].add_(n)
+
+    def read_and_reset(self) -> tuple[float, float, int]:
+        """(sum of loss x n, correct, n) since the last reset; zeroes the sums in place."""
+        if self._sums is None:
+            return 0.0, 0.0, 0
+        loss_sum, correct, n = self._sums.tolist()
+        self._sums.zero_()
+        return loss_sum, correct, int(n)
+
+
 class ClassificationModule(L.LightningModule):
     """Wraps a network; trains with cross-entropy, evaluates the test set every epoch, tracks final and best."""
 
@@ -45,9 +77,8 @@ class ClassificationModule(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        # Per step: (mean loss, predicted classes, targets) on the device; reduced once per epoch.
-        self._train_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._eval_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._train_totals = EpochTotals()  # on the device, read once per epoch
+        self._eval_totals = EpochTotals()
         self.history: list[dict] = []  # one entry per evaluated epoch: epoch, test_acc, test_loss, train_*
         self.best_acc: float = float("nan")
         self.final_acc: float = float("nan")
@@ -67,6 +98,7 @@ class ClassificationModule(L.LightningModule):
         names (and therefore mask names and checkpoints) stay those of the plain network; masks are applied to
         the gradients outside the graph, so a new mask needs no recompile."""
         object.__setattr__(self, "_compiled", torch.compile(self.model, dynamic=False, **options))
+        object.__setattr__(self, "_compile_options", dict(options))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -79,43 +111,27 @@ class ClassificationModule(L.LightningModule):
             keep_freed_cpu_memory()
 
     # Training ---------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _accumulate(parts: list, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        """Keep the step's loss, predictions and targets on the device: one small kernel, no host sync."""
-        with torch.no_grad():
-            parts.append((loss.detach(), logits.argmax(dim=1), y))
-
-    @staticmethod
-    def _totals(parts: list) -> tuple[float, float, int]:
-        """(sum of loss * n, correct, n) over the steps in `parts`, read with one host sync."""
-        if not parts:
-            return 0.0, 0.0, 0
-        losses = torch.stack([p[0] for p in parts]).float()
-        sizes = [p[1].shape[0] for p in parts]
-        weights = torch.tensor(sizes, dtype=torch.float32).to(losses.device)
-        correct = (torch.cat([p[1] for p in parts]) == torch.cat([p[2] for p in parts])).sum().float()
-        loss_sum, correct_sum = torch.stack(((losses * weights).sum(), correct)).tolist()
-        return loss_sum, correct_sum, sum(sizes)
-
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self._accumulate(self._train_parts, logits, y, loss)
+        self._train_totals.add(logits, y, loss)
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._train_parts = []
+        self._train_totals.read_and_reset()  # drops what an interrupted epoch left
         # The LR is set from the epoch number, not stepped by a stateful scheduler: a run resumed from an
         # epoch-end checkpoint gets exactly the LR of the uninterrupted run.
         self._epoch_lr = self.schedule.lr_at(self.current_epoch)
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = self._epoch_lr
+                if isinstance(group["lr"], torch.Tensor):  # a captured step reads the LR from this tensor
+                    group["lr"].fill_(self._epoch_lr)
+                else:
+                    group["lr"] = self._epoch_lr
 
     def on_train_epoch_end(self) -> None:
-        loss_sum, correct, n = self._totals(self._train_parts)  # one host sync per epoch
-        self._train_parts = []
+        loss_sum, correct, n = self._train_totals.read_and_reset()  # one host sync per epoch
         if n:
             train = {"train/loss": loss_sum / n, "train/acc": correct / n,
                      "lr": self._epoch_lr}
@@ -129,20 +145,19 @@ class ClassificationModule(L.LightningModule):
 
     # Evaluation (the test set, every epoch, as the official code) --------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._eval_parts = []
+        self._eval_totals.read_and_reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self._accumulate(self._eval_parts, logits, y, loss)
+        self._eval_totals.add(logits, y, loss)
 
     test_step = validation_step
     on_test_epoch_start = on_validation_epoch_start
 
     def _close_eval(self, prefix: str) -> dict[str, float]:
-        loss_sum, correct, n = self._totals(self._eval_parts)
-        self._eval_parts = []
+        loss_sum, correct, n = self._eval_totals.read_and_reset()
         metrics = {f"{prefix}/loss": loss_sum / max(n, 1), f"{prefix}/acc": 100.0 * correct / max(n, 1)}
         return metrics
 
@@ -197,7 +212,8 @@ class ClassificationModule(L.LightningModule):
 
 
 class MultiStepClassificationModule(ClassificationModule):
-    """ClassificationModule that runs up to `steps_per_call` optimizer steps per Lightning training step.
+    """ClassificationModule that runs up to `steps_per_call` optimizer steps per Lightning training step, and on a
+    CUDA device replays each step as one recorded CUDA graph (`jackpot.lightning.step_graph`).
 
     Lightning's per-batch loop (fetcher, batch hooks, closure, precision and strategy wrappers, progress
     counters, logger connector) costs a fixed amount of host time per training step. That shows on small
@@ -211,33 +227,63 @@ class MultiStepClassificationModule(ClassificationModule):
     per epoch and `limit_train_batches` counts batches. Not run per step: the `on_before_backward`,
     `on_after_backward`, `on_before_zero_grad` and per-batch hooks, which jackpot's callbacks do not use.
     16-bit precision with a gradient scaler is not supported.
+
+    `cuda_graph`: None (auto) records the step when `capture_blockers` finds nothing in the way and says why
+    not otherwise; True requires it (an error names what is in the way); False never records.
     """
 
     def __init__(self, model: nn.Module, schedule: Schedule, channels_last: bool = False,
-                 steps_per_call: int = 8):
+                 steps_per_call: int = 8, cuda_graph: bool | None = None):
         super().__init__(model, schedule, channels_last)
         if steps_per_call < 1:
             raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
+        if cuda_graph not in (None, True, False):
+            raise ValueError(f"cuda_graph must be None (auto), True or False, got {cuda_graph!r}")
         self.steps_per_call = int(steps_per_call)
+        self.cuda_graph = cuda_graph
         self.automatic_optimization = False
+        self._program: StepProgram | None = None
+        self._program_owner: tuple | None = None  # (trainer, optimizer) the program was built for
 
-    def _step_hooks(self) -> list:
-        """Bound `on_before_optimizer_step` of every callback that overrides it, then the module's."""
-        hooks = [cb.on_before_optimizer_step for cb in self.trainer.callbacks
+    def _step_hooks(self, optimizer) -> list[StepHook]:
+        """Every callback's `on_before_optimizer_step` that is overridden, then the module's, with its kind."""
+        trainer = self.trainer
+        hooks = [StepHook(type(cb).__name__, partial(cb.on_before_optimizer_step, trainer, self, optimizer),
+                          getattr(cb, "step_hook", None))
+                 for cb in trainer.callbacks
                  if type(cb).on_before_optimizer_step is not L.Callback.on_before_optimizer_step]
         if type(self).on_before_optimizer_step is not L.LightningModule.on_before_optimizer_step:
-            hooks.append(lambda trainer, module, optimizer: self.on_before_optimizer_step(optimizer))
+            hooks.append(StepHook(type(self).__name__, partial(self.on_before_optimizer_step, optimizer),
+                                  getattr(self, "step_hook", None)))
         return hooks
 
-    def training_step(self, dataloader_iter) -> None:
-        trainer = self.trainer
-        wrapped = self.optimizers()  # LightningOptimizer: its before/after-step callbacks count global_step
-        optimizer = wrapped.optimizer
-        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+    def _step_program(self, optimizer) -> StepProgram:
+        """The program of this fit (built at its first step: the optimizer and callbacks are known by then)."""
+        if self._program is not None and self._program_owner == (id(self.trainer), id(optimizer)):
+            return self._program
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
             raise RuntimeError("steps_per_call > 1 does not support a gradient scaler (use 32-true or bf16-mixed)")
-        hooks = self._step_hooks()
         device = self.device
+        hooks = self._step_hooks(optimizer)
+        blockers = [] if self.cuda_graph is False else capture_blockers(
+            device, optimizer, hooks, (self.__dict__.get("_compile_options") or {}).get("mode"))
+        if self.cuda_graph and blockers:
+            raise RuntimeError("trainer.cuda_graph=true, but this step cannot be recorded as a CUDA graph: "
+                               + "; ".join(blockers))
+        capture = self.cuda_graph is not False and not blockers
+        if self.cuda_graph is None and blockers and device.type == "cuda":
+            rank_zero_info("jackpot: training steps run eagerly, not as a CUDA graph: " + "; ".join(blockers))
         mixed = torch.is_autocast_enabled(device.type)
+        program = StepProgram(self, optimizer, self._train_totals.add, hooks, device,
+                              autocast_dtype=torch.get_autocast_dtype(device.type) if mixed else None,
+                              capture=capture)
+        self._program, self._program_owner = program, (id(self.trainer), id(optimizer))
+        return program
+
+    def training_step(self, dataloader_iter) -> None:
+        wrapped = self.optimizers()  # LightningOptimizer: its before/after-step callbacks count global_step
+        program = self._step_program(wrapped.optimizer)
+        device = self.device
         for _ in range(self.steps_per_call):
             if dataloader_iter.done:
                 break
@@ -247,17 +293,6 @@ class MultiStepClassificationModule(ClassificationModule):
                 break
             if x.device != device:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = self(x)
-            loss = F.cross_entropy(logits, y)
-            self._accumulate(self._train_parts, logits, y, loss)
-            optimizer.zero_grad(set_to_none=True)
-            if mixed:  # automatic optimization runs backward outside the autocast region
-                with torch.autocast(device.type, enabled=False):
-                    loss.backward()
-            else:
-                loss.backward()
-            for hook in hooks:
-                hook(trainer, self, optimizer)
             wrapped._on_before_step()
-            optimizer.step()
+            program.step(x, y)
             wrapped._on_after_step()

@@ -1,0 +1,161 @@
+"""One optimizer step as a program a CUDA graph can record: forward, loss, backward, gradient hooks, update.
+
+At batch 64 a training step on an H100/H200 is launch-bound: about a thousand kernels at ~11 µs of host time
+each (docs/benchmarks.md), so the GPU waits for the host whatever it computes. On a CUDA device `StepProgram`
+runs its first steps eagerly (the warm-up creates momentum buffers, cuDNN/cuBLAS handles and any compiled
+kernels), then records one step of the full batch shape as a `torch.cuda.CUDAGraph` and replays it for every
+later batch of that shape: one launch per step. Everything a replay touches stays at a fixed address: the
+input batch (copied into static buffers), weights, gradients, momentum buffers, the learning rate (a device
+tensor the module updates in place each epoch), the float masks and the epoch totals.
+
+Batches of another shape (the epoch's last, partial batch), every step on a CPU and every step when capture
+is off run the same program eagerly, so one code path holds the step's arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+# What a callback's `on_before_optimizer_step` does, declared as its class attribute `step_hook`:
+# "device": only device work on the gradients (e.g. the mask multiply); recorded once, replayed every step.
+# "host": no tensor work at all (e.g. a fault-injection point); runs on the host before every step.
+# A hook that declares neither could read gradients on the host, which a replay cannot offer: the step is
+# then not recorded.
+DEVICE_HOOK = "device"
+HOST_HOOK = "host"
+
+
+@dataclass(frozen=True)
+class StepHook:
+    """A bound `on_before_optimizer_step` and what it does (DEVICE_HOOK, HOST_HOOK or None: undeclared)."""
+
+    name: str
+    call: Callable[[], None]
+    kind: str | None
+
+
+def capture_blockers(device: torch.device, optimizer: torch.optim.Optimizer, hooks: Sequence[StepHook],
+                     compile_mode: str | None = None) -> list[str]:
+    """Why this step cannot be recorded as a CUDA graph (empty when it can)."""
+    reasons = []
+    if device.type != "cuda":
+        reasons.append(f"the run trains on {device.type}, and CUDA graphs need a CUDA device")
+    if not optimizer.defaults.get("fused"):
+        reasons.append(f"the optimizer ({type(optimizer).__name__}) is not fused: its update reads the learning "
+                       f"rate on the host (use fused=True)")
+    undeclared = [hook.name for hook in hooks if hook.kind not in (DEVICE_HOOK, HOST_HOOK)]
+    if undeclared:
+        reasons.append(f"on_before_optimizer_step of {', '.join(undeclared)} does not declare step_hook = "
+                       f"'{DEVICE_HOOK}' or '{HOST_HOOK}'")
+    if compile_mode in ("reduce-overhead", "max-autotune"):
+        reasons.append(f"torch.compile mode {compile_mode!r} records its own CUDA graphs")
+    return reasons
+
+
+class StepProgram:
+    """Runs optimizer steps; with `capture`, records the full-batch step after `warmup_steps` and replays it.
+
+    `forward(x) -> logits`; `add_totals(logits, y, loss)` accumulates the epoch's metrics in place on the device;
+    `hooks` run between backward and the update (all of them when eager; DEVICE_HOOK ones inside the recording
+    and HOST_HOOK ones before each replay when captured). `autocast_dtype` is the forward's autocast dtype
+    (None: full precision); backward runs outside autocast, as Lightning's automatic optimization does.
+    """
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
+                 add_totals: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None], hooks: Sequence[StepHook],
+                 device: torch.device, autocast_dtype: torch.dtype | None = None, capture: bool = False,
+                 warmup_steps: int = 3):
+        if capture and device.type != "cuda":
+            raise ValueError(f"capture needs a CUDA device, got {device}")
+        self.forward = forward
+        self.optimizer = optimizer
+        self.add_totals = add_totals
+        self.hooks = list(hooks)
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+        self.capture = capture
+        self.warmup_steps = int(warmup_steps)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.replays = 0  # steps run by replaying the graph
+        self.eager_steps = 0
+        self._full_shape: torch.Size | None = None  # the first batch's shape: the one worth recording
+        self._static: tuple[torch.Tensor, torch.Tensor] | None = None
+        if capture:
+            learning_rate_on_device(optimizer, device)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimizer step on the batch (x, y)."""
+        if self._full_shape is None:
+            self._full_shape = x.shape
+        if self.graph is not None and x.shape == self._static[0].shape and y.shape == self._static[1].shape:
+            self._replay(x, y)
+        elif (self.capture and self.graph is None and x.shape == self._full_shape
+              and self.eager_steps >= self.warmup_steps):
+            self._record(x, y)
+        elif self.capture and self.graph is None:
+            self._warm_up(x, y)
+        else:
+            self._run(x, y, self.hooks)
+            self.eager_steps += 1
+
+    # The step itself ---------------------------------------------------------------------------------------------
+    def _run(self, x: torch.Tensor, y: torch.Tensor, hooks: Sequence[StepHook]) -> None:
+        self.optimizer.zero_grad(set_to_none=True)  # under capture: backward allocates the graph's own gradients
+        # Autocast's weight cache must be off while recording; it saves nothing here (each weight is cast once).
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None,
+                            cache_enabled=False):
+            logits = self.forward(x)
+            loss = F.cross_entropy(logits, y)
+        self.add_totals(logits, y, loss)
+        with torch.autocast(self.device.type, enabled=False):
+            loss.backward()
+        for hook in hooks:
+            hook.call()
+        self.optimizer.step()
+
+    # CUDA graph ---------------------------------------------------------------------------------------------------
+    def _warm_up(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """An eager step on a side stream, as PyTorch's whole-network capture recipe warms up."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._run(x, y, self.hooks)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.eager_steps += 1
+
+    def _record(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Record one step on static copies of (x, y), then replay it once: recording computes nothing."""
+        self._static = (x.clone(), y.clone())
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._run(*self._static, [hook for hook in self.hooks if hook.kind == DEVICE_HOOK])
+        self.graph = graph
+        self._host_hooks()
+        graph.replay()
+        self.replays += 1
+
+    def _replay(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._host_hooks()
+        static_x, static_y = self._static
+        static_x.copy_(x, non_blocking=True)
+        static_y.copy_(y, non_blocking=True)
+        self.graph.replay()
+        self.replays += 1
+
+    def _host_hooks(self) -> None:
+        for hook in self.hooks:
+            if hook.kind == HOST_HOOK:
+                hook.call()
+
+
+def learning_rate_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Make every group's learning rate a 0-dim tensor on `device`, so that a recorded update reads the current
+    value (a float would be frozen into the graph); the module then sets it per epoch with `fill_`."""
+    for group in optimizer.param_groups:
+        lr = group["lr"]
+        if not (isinstance(lr, torch.Tensor) and lr.device == device):
+            group["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)
