@@ -37,7 +37,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -520,7 +520,11 @@ def throughput(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     bm = BareLoop("b_mask", net(), device_loader(), device, precision, cfg.warmup, jackpot_sgd=True,
                   masks=masks, compile_net=cfg.compile, compile_mode=cfg.compile_mode)
     c = LightningRun("c", net(), device_loader(), device, cfg, masks, log_dir)
-    times = interleave([a, b, bm, c], cfg.rounds)
+    variants = [a, b, bm, c]
+    if device.type == "cuda" and cfg.cuda_graph != "off":  # what recording the step buys, side by side
+        variants.append(LightningRun("c_eager", net(), device_loader(), device, replace(cfg, cuda_graph="off"),
+                                     masks, log_dir))
+    times = interleave(variants, cfg.rounds)
 
     out: dict[str, Any] = {"steps_timed": cfg.steps - cfg.warmup, "rounds": cfg.rounds, "workers": workers,
                            "precision": precision, "variants": {}}
@@ -532,6 +536,8 @@ def throughput(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     out["ratio_c_over_a_speed"] = median_ratio(times["a"], times["c"])
     out["ratio_c_over_b_time"] = median_ratio(times["c"], times["b"])
     out["mask_overhead_pct"] = 100 * (median_ratio(times["b_mask"], times["b"]) - 1)
+    if "c_eager" in times:
+        out["ratio_c_over_c_eager_speed"] = median_ratio(times["c_eager"], times["c"])
     out["mask_multiply_ms"] = mask_multiply_ms(bm, device)
     out["mask_multiply_pct"] = 100 * out["mask_multiply_ms"] / out["variants"]["b"]["ms_per_step"]
     out["fit_seconds_c"] = c.fit_seconds
@@ -777,6 +783,9 @@ def format_report(cfg: BenchConfig, res: dict[str, Any]) -> str:
             f"{v['c']['ms_per_step']:9.2f} ms/step  {tp['ratio_c_over_a_speed']:.2f}x of (a)",
             f"  (c)'s last round: {tp['c_steps']['replayed']} steps replayed as a CUDA graph, "
             f"{tp['c_steps']['eager']} eager (--cuda-graph {cfg.cuda_graph})",
+            *([f"  {'(c) with --cuda-graph off':57s} {v['c_eager']['img_per_s']:9.1f} "
+               f"img/s {v['c_eager']['ms_per_step']:9.2f} ms/step  recording the step: "
+               f"{tp['ratio_c_over_c_eager_speed']:.2f}x"] if "c_eager" in v else []),
             f"  jackpot step / bare step ((c)/(b) time): {tp['ratio_c_over_b_time']:.3f}  (target <= 1.05); "
             f"masks exact after (c): {tp['mask_exact_after_c']}",
             f"  mask enforcement (foreach multiply, (b) with vs without): "
