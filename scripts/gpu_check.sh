@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared device check, about 8 minutes on one H100 (less on an H200). From the repo root on the GPU machine:
+# One prepared device check, at most 9.7 minutes on one H100 (less on an H200). From the repo root on the GPU machine:
 #   bash scripts/gpu_check.sh        (everything goes to $OUT/gpu_check.log, or ./gpu_check.log without $OUT)
 # Run it with the device tool's timeout_s=600. Steps are ordered by value: if time runs out, the log still holds
 # the earlier ones. Each step has its own limit, so one slow step cannot eat the rest.
@@ -20,20 +20,16 @@ step() { local limit=$1; shift; echo "=== [$(date +%T)] $* (limit ${limit}s)" | 
          echo "=== exit ${PIPESTATUS[0]}" | tee -a "$LOG"; }
 { nvidia-smi -L; nproc; python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"; } 2>&1 | tee -a "$LOG"
 B="python3 -m jackpot.bench --device cuda --batch 64"
-# 1. the device pipeline's tests on CUDA (~15 s)
-step 60 python3 -m pytest -q -p no:cacheprovider tests/test_device_loader.py -k cuda
-# 2. ResNet32, eager bf16 + channels_last: (a)/(b)/(c) with (c) at 8 steps per training step, host-sync count,
-#    SNIP/GraSP time and CUDA peak (C10, C100), framework overhead on the GPU (tiny net, bare/stock/jackpot/K=8)
-step 120 $B --model resnet32 --steps 200 --rounds 3 --steps-per-call 8 --sync-check --score-classes 10,100 \
+# 1. recorded (CUDA-graph) training equals eager training, masks stay exact; the device pipeline on CUDA (~40 s)
+step 90 python3 -m pytest -q -p no:cacheprovider tests/test_step_graph.py tests/test_device_loader.py -k "cuda"
+# 2. launch latency; one step of ResNet32 and VGG19, eager vs jackpot's recorded graph, without Lightning (~60 s)
+step 90 python3 scripts/gpu_diag.py
+# 3. ResNet32: (a)/(b)/(c) with (c) recorded (the default) and (c) eager side by side, host syncs, GPU overhead
+step 150 $B --model resnet32 --steps 200 --rounds 3 --sync-check --skip scoring \
   --overhead-device cuda --overhead-steps 300 --overhead-rounds 3
-# 3. VGG19, the same throughput rows
-step 90 $B --model vgg19 --steps 200 --rounds 3 --steps-per-call 8 --sync-check --skip scoring,overhead
-# 4. packing: 4 ResNet32 processes (c) against 1; children warm up, then start together (target >= 1.5x)
+# 4. VGG19, the same throughput rows
+step 100 $B --model vgg19 --steps 200 --rounds 3 --sync-check --skip scoring,overhead
+# 5. packing: 4 ResNet32 processes (c) against 1; children warm up, then start together (target >= 1.5x)
 step 150 python3 -m jackpot.bench pack --procs 4 --model resnet32 --device cuda --batch 64 --steps 300 \
-  --window 20 --steps-per-call 8
-# 5. CUDA graphs through torch.compile(mode="reduce-overhead") in (b) and (c): the launch-bound regime's cure
-step 150 $B --model resnet32 --steps 200 --rounds 2 --steps-per-call 8 --compile-mode reduce-overhead \
-  --skip scoring,overhead
-step 120 $B --model vgg19 --steps 200 --rounds 2 --steps-per-call 8 --compile-mode reduce-overhead \
-  --skip scoring,overhead
+  --window 20
 echo "=== [$(date +%T)] done" | tee -a "$LOG"
