@@ -120,7 +120,7 @@ def test_eager_steps_run_every_hook_on_every_step() -> None:
 
     assert trainer.global_step == counter.calls == 24  # 2 epochs x (11 full batches + 1 partial)
     assert reader.norm > 0
-    assert module._program.graph is None and module._program.eager_steps == 24
+    assert not module._program.recorded and module._program.eager_steps == 24
     _assert_pruned_zero(module, masks)
 
 
@@ -168,7 +168,7 @@ def test_recorded_training_equals_eager_training_on_cuda() -> None:
     trainer, _ = _fit(recorded, masks, extra=(counter,), accelerator="gpu")
 
     program = recorded._program
-    assert program.graph is not None and program.replays == 19 and program.eager_steps == 5
+    assert program.recorded and program.replays == 19 and program.eager_steps == 5
     assert counter.calls == trainer.global_step == 24  # host hooks ran before every replay too
     _assert_pruned_zero(recorded, masks)
     for (name, a), b in zip(eager.state_dict().items(), recorded.state_dict().values(), strict=True):
@@ -185,7 +185,7 @@ def test_recorded_bf16_training_keeps_masks_exact_on_cuda() -> None:
     module = _module()  # auto: recorded on CUDA
     masks = _masks(module.model, keep=0.1)
     _fit(module, masks, accelerator="gpu", precision="bf16-mixed")
-    assert module._program.graph is not None
+    assert module._program.recorded
     _assert_pruned_zero(module, masks)
     assert all(torch.isfinite(torch.tensor(h["train/loss"])) for h in module.history)
 
@@ -195,4 +195,4 @@ def test_an_undeclared_hook_keeps_cuda_steps_eager() -> None:
     module = _module()
     reader = ReadsGradients()
     _fit(module, _masks(module.model), extra=(reader,), accelerator="gpu", epochs=1)
-    assert module._program.graph is None and reader.norm > 0
+    assert not module._program.recorded and reader.norm > 0

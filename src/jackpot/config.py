@@ -15,6 +15,8 @@ WEIGHT_CHECKS = ("layerwise_shuffle", "reinit")
 LOADERS = ("auto", "torch", "device")
 LOGGERS = ("none", "csv", "wandb")
 TICKET_WEIGHTS = ("init", "trained")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16", "16-true", "64-true", "64")
+SCALED_PRECISIONS = ("16-mixed", "16")  # float16 autocast: Lightning adds a gradient scaler
 
 
 class ConfigError(ValueError):
@@ -83,6 +85,15 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "trainer.cuda_graph=true records each training step as a CUDA graph, but this run trains on the CPU "
             f"(trainer.accelerator={cfg.trainer.accelerator}); use auto (records on a GPU only) or false"
+        )
+    precision = str(cfg.trainer.precision)
+    _choice("trainer.precision", precision, PRECISIONS)
+    steps = cfg.trainer.get("steps_per_call", 1)
+    blocking = [f"trainer.steps_per_call={steps}"] * (steps > 1) + ["trainer.cuda_graph=true"] * (graph is True)
+    if precision in SCALED_PRECISIONS and blocking:
+        raise ConfigError(
+            f"trainer.precision={precision} trains with a gradient scaler, which {' and '.join(blocking)} cannot "
+            "run; use bf16-mixed (the GPU default), or trainer.steps_per_call=1 with trainer.cuda_graph=auto"
         )
     _validate_schedule(cfg)
     _validate_dataset(cfg)

@@ -19,7 +19,7 @@ from torch import nn
 import jackpot
 from jackpot import faults
 from jackpot.checkpoint_io import AtomicCheckpointIO
-from jackpot.config import ConfigError, uses_gpu, validate
+from jackpot.config import SCALED_PRECISIONS, ConfigError, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.io import write_json_atomic
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, PruningCallback
@@ -127,6 +127,8 @@ def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> Classi
     recorded CUDA graph on a GPU unless ``trainer.cuda_graph=false``."""
     steps = int(cfg.trainer.get("steps_per_call", 1))
     graph = {"auto": None, True: True, False: False}[cfg.trainer.get("cuda_graph", "auto")]
+    if graph is None and str(cfg.trainer.precision) in SCALED_PRECISIONS:
+        graph = False  # a gradient scaler needs Lightning's automatic optimization
     if steps > 1 or (graph is not False and uses_gpu(cfg)):
         return MultiStepClassificationModule(model, schedule, _channels_last(cfg), steps_per_call=steps,
                                              cuda_graph=graph)

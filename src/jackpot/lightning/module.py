@@ -280,6 +280,10 @@ class MultiStepClassificationModule(ClassificationModule):
         self._program, self._program_owner = program, (id(self.trainer), id(optimizer))
         return program
 
+    def on_fit_end(self) -> None:
+        if self._program is not None:
+            self._program.release()  # the recorded graph's memory pool is not needed past this fit
+
     def training_step(self, dataloader_iter) -> None:
         wrapped = self.optimizers()  # LightningOptimizer: its before/after-step callbacks count global_step
         program = self._step_program(wrapped.optimizer)

@@ -80,6 +80,7 @@ class StepProgram:
         self.capture = capture
         self.warmup_steps = int(warmup_steps)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.recorded = False  # stays True after `release`, for reports
         self.replays = 0  # steps run by replaying the graph
         self.eager_steps = 0
         self._full_shape: torch.Size | None = None  # the first batch's shape: the one worth recording
@@ -133,7 +134,7 @@ class StepProgram:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._run(*self._static, [hook for hook in self.hooks if hook.kind == DEVICE_HOOK])
-        self.graph = graph
+        self.graph, self.recorded = graph, True
         self._host_hooks()
         graph.replay()
         self.replays += 1
@@ -145,6 +146,10 @@ class StepProgram:
         static_y.copy_(y, non_blocking=True)
         self.graph.replay()
         self.replays += 1
+
+    def release(self) -> None:
+        """Free the graph and its memory pool (activations, gradients): the fit is over. Counters stay."""
+        self.graph, self._static, self.capture = None, None, False
 
     def _host_hooks(self) -> None:
         for hook in self.hooks:
