@@ -18,7 +18,7 @@ from torch import nn
 
 import jackpot
 from jackpot import faults
-from jackpot.checkpoint_io import AtomicCheckpointIO
+from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.config import SCALED_PRECISIONS, ConfigError, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.io import write_json_atomic
@@ -90,12 +90,14 @@ def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks:
         callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", save_top_k=1, save_last=False,
                                                  enable_version_counter=False, save_on_train_epoch_end=True,
                                                  every_n_epochs=t.checkpoint_every_n_epochs)]
+    # On a GPU an epoch can be shorter than writing the checkpoint: write it in the background there.
+    checkpoint_io = BackgroundCheckpointIO() if gpu else AtomicCheckpointIO()
     return L.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=t.devices, precision=precision, max_epochs=epochs,
         deterministic=t.deterministic, enable_progress_bar=t.enable_progress_bar, enable_model_summary=False,
         log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0, callbacks=callbacks,
-        logger=loggers or False, enable_checkpointing=ckpt_dir is not None, plugins=[AtomicCheckpointIO()],
+        logger=loggers or False, enable_checkpointing=ckpt_dir is not None, plugins=[checkpoint_io],
         default_root_dir=str(ckpt_dir.parent) if ckpt_dir is not None else None,
     )
 
