@@ -107,6 +107,28 @@ def test_reproducible_from_seed_and_epoch(device: str) -> None:
     assert loader.epoch == 5
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_chunked_batches_equal_batch_by_batch_ones(device: str) -> None:
+    """Augmenting 3 batches at a time yields bit for bit what augmenting each batch alone yields, partial last
+    batch (and partial last chunk) included; the yielded views keep the channels_last layout."""
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(150, 32, 32, 3), dtype=np.uint8)
+    batches = {}
+    for per_chunk in (1, 3):
+        loader = DeviceLoader(images, np.arange(150), 16, MEAN, STD, train=True, seed=4, device=device,
+                              chunk_images=16 * per_chunk + 5)  # rounded down to whole batches
+        assert loader.chunk == 16 * per_chunk
+        loader.set_epoch(2)
+        batches[per_chunk] = list(loader)
+    assert [len(y) for _, y in batches[3]] == [16] * 9 + [6]
+    for (x1, y1), (x3, y3) in zip(batches[1], batches[3], strict=True):
+        assert torch.equal(x1, x3) and torch.equal(y1, y3)
+        assert x3.is_contiguous(memory_format=torch.channels_last)
+    assert DeviceLoader(images, np.arange(150), 16, MEAN, STD, chunk_images=10).chunk == 16  # at least a batch
+    with pytest.raises(ValueError, match="chunk_images must be positive, got 0"):
+        DeviceLoader(images, np.arange(150), 16, MEAN, STD, chunk_images=0)
+
+
 def _same(ours: torch.Tensor, reference: torch.Tensor, device: str) -> bool:
     """Bit-equal on the CPU. On CUDA (an H200) the normalisation differed from torchvision's CPU result in the
     last bits (fused multiply-add), so there: within 1e-6, a few float32 ulps of values below 3 in magnitude."""
