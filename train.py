@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -16,6 +17,7 @@ def main(cfg: DictConfig) -> float | None:
     from jackpot.report import print_results
     from jackpot.train import run
 
+    _lightning_logs_through_hydra()
     try:
         results = run(cfg)
     except USER_ERRORS as err:
@@ -25,6 +27,17 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     print_results(results)
     return results.get("final_acc")
+
+
+def _lightning_logs_through_hydra() -> None:
+    """Print each Lightning message once, in Hydra's format and into the job's log file: Hydra's logging setup
+    lets Lightning's loggers propagate to the root while Lightning's own console handler stays, so every
+    message appeared twice."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 if __name__ == "__main__":
