@@ -51,7 +51,7 @@ class EpochTotals:
 
     def add(self, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         with torch.no_grad():
-            if self._sums is None:
+            if self._sums is None or self._sums.device != loss.device:  # first use, or the module moved
                 self._sums = torch.zeros(3, dtype=torch.float32, device=loss.device)
             n = y.shape[0]
             self._sums[0].add_(loss.detach().float(), alpha=n)
@@ -243,7 +243,7 @@ class MultiStepClassificationModule(ClassificationModule):
         self.cuda_graph = cuda_graph
         self.automatic_optimization = False
         self._program: StepProgram | None = None
-        self._program_owner: tuple | None = None  # (trainer, optimizer) the program was built for
+        self._program_owner: tuple | None = None  # ids of the (trainer, optimizer) the program was built for
 
     def _step_hooks(self, optimizer) -> list[StepHook]:
         """Every callback's `on_before_optimizer_step` that is overridden, then the module's, with its kind."""
@@ -262,7 +262,8 @@ class MultiStepClassificationModule(ClassificationModule):
         if self._program is not None and self._program_owner == (id(self.trainer), id(optimizer)):
             return self._program
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
-            raise RuntimeError("steps_per_call > 1 does not support a gradient scaler (use 32-true or bf16-mixed)")
+            raise RuntimeError("steps_per_call > 1 and recorded CUDA-graph steps do not support a gradient scaler "
+                               "(use 32-true or bf16-mixed)")
         device = self.device
         hooks = self._step_hooks(optimizer)
         blockers = [] if self.cuda_graph is False else capture_blockers(
