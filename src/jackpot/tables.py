@@ -20,7 +20,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -490,6 +490,15 @@ def _borrowed(layout: Layout, table: str) -> list[str]:
 # ----------------------------------------------------------------------------------------------- outputs
 
 
+def _row_texts(layout: Layout, cell: Callable[[Mapping[str, Any]], str],
+               empty: str = "-") -> Iterator[tuple[str, list[str]]]:
+    """(row label, one text per column) for every row: `cell(record)` where a cell has one, else `empty`."""
+    for row in layout.rows:
+        texts = [empty if (rec := layout.cells.get((row, column))) is None else cell(rec)
+                 for column in layout.columns]
+        yield row_label(row, layout.row_axes), texts
+
+
 def render_rich(layout: Layout, table_name: str, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -499,18 +508,14 @@ def render_rich(layout: Layout, table_name: str, console: Any = None) -> None:
     table.add_column("method", no_wrap=True)
     for group, ratio in layout.columns:
         table.add_column(f"{group_label(layout.col_axis, group)}\n{ratio:.0%}", justify="center")
-    for row in layout.rows:
-        texts = []
-        for column in layout.columns:
-            rec = layout.cells.get((row, column))
-            if rec is None:
-                texts.append("[dim]-[/dim]")
-                continue
-            ours = fmt_ours(rec)
-            style = {"missing": "yellow", "failed": "red"}.get(rec["status"], "bold")
-            detail = cell_detail(rec, sep="\n")
-            texts.append(f"[{style}]{ours}[/{style}]" + (f"\n[dim]{detail}[/dim]" if detail else ""))
-        table.add_row(row_label(row, layout.row_axes), *texts)
+
+    def cell(rec: Mapping[str, Any]) -> str:
+        style = {"missing": "yellow", "failed": "red"}.get(rec["status"], "bold")
+        detail = cell_detail(rec, sep="\n")
+        return f"[{style}]{fmt_ours(rec)}[/{style}]" + (f"\n[dim]{detail}[/dim]" if detail else "")
+
+    for label, texts in _row_texts(layout, cell, empty="[dim]-[/dim]"):
+        table.add_row(label, *texts)
     console.print(table)
     borrowed = _borrowed(layout, table_name)
     if borrowed:
@@ -523,18 +528,15 @@ def to_markdown(layout: Layout, table_name: str) -> str:
              "Test accuracy (%), mean ± sample std over seeds; below: the published value, "
              "the difference (ours − paper) and the number of seeds.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in layout.rows:
-        texts = []
-        for column in layout.columns:
-            rec = layout.cells.get((row, column))
-            if rec is None:
-                texts.append("-")
-                continue
-            detail = cell_detail(rec)
-            ours = fmt_ours(rec)
-            ours = f"**{ours}**" if rec["status"] in ("missing", "failed") else ours
-            texts.append(ours + (f"<br><sub>{detail}</sub>" if detail else ""))
-        lines.append("| " + " | ".join([row_label(row, layout.row_axes), *texts]) + " |")
+
+    def cell(rec: Mapping[str, Any]) -> str:
+        detail = cell_detail(rec)
+        ours = fmt_ours(rec)
+        ours = f"**{ours}**" if rec["status"] in ("missing", "failed") else ours
+        return ours + (f"<br><sub>{detail}</sub>" if detail else "")
+
+    for label, texts in _row_texts(layout, cell):
+        lines.append("| " + " | ".join([label, *texts]) + " |")
     borrowed = _borrowed(layout, table_name)
     if borrowed:
         lines += ["", f"Cells without runs of their own are taken from the sweeps: {', '.join(borrowed)}."]
@@ -562,21 +564,16 @@ def to_latex(layout: Layout, table_name: str) -> str:
              " & ".join(["", *(_multicolumn(len(per_group[g]), group_label(layout.col_axis, g))
                              for g in groups)]) + r" \\",
              " & ".join(["Method", *(f"{r * 100:g}\\%" for _, r in layout.columns)]) + r" \\", r"\hline"]
-    for row in layout.rows:
-        texts = []
-        for column in layout.columns:
-            rec = layout.cells.get((row, column))
-            if rec is None:
-                texts.append("-")
-                continue
-            ours = fmt_ours(rec, pm="$\\pm$")
-            detail = cell_detail(rec, pm="$\\pm$", delta="$\\Delta$")
-            if detail:
-                texts.append(r"\begin{tabular}[c]{@{}c@{}}" + ours + r" \\ {\scriptsize " + detail
-                             + r"}\end{tabular}")
-            else:
-                texts.append(ours)
-        lines.append(" & ".join([_tex(row_label(row, layout.row_axes)), *texts]) + r" \\")
+
+    def cell(rec: Mapping[str, Any]) -> str:
+        ours = fmt_ours(rec, pm="$\\pm$")
+        detail = cell_detail(rec, pm="$\\pm$", delta="$\\Delta$")
+        if not detail:
+            return ours
+        return r"\begin{tabular}[c]{@{}c@{}}" + ours + r" \\ {\scriptsize " + detail + r"}\end{tabular}"
+
+    for label, texts in _row_texts(layout, cell):
+        lines.append(" & ".join([_tex(label), *texts]) + r" \\")
     lines += [r"\hline", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
