@@ -9,8 +9,15 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from jackpot.lightning.callbacks import FaultPoints, PruningCallback
-from jackpot.lightning.module import MultiStepClassificationModule, Schedule
-from jackpot.lightning.step_graph import DEVICE_HOOK, HOST_HOOK, StepHook, capture_blockers, learning_rate_on_device
+from jackpot.lightning.module import EpochTotals, MultiStepClassificationModule, Schedule
+from jackpot.lightning.step_graph import (
+    DEVICE_HOOK,
+    HOST_HOOK,
+    StepHook,
+    StepProgram,
+    capture_blockers,
+    learning_rate_on_device,
+)
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
 
@@ -122,6 +129,52 @@ def test_eager_steps_run_every_hook_on_every_step() -> None:
     assert reader.norm > 0
     assert not module._program.recorded and module._program.eager_steps == 24
     _assert_pruned_zero(module, masks)
+
+
+# A recording that fails ------------------------------------------------------------------------------------------
+def _program_about_to_record(required: bool, monkeypatch) -> tuple[StepProgram, torch.nn.Module]:
+    """A CPU program put in the state where its next full batch is recorded, with recording made to fail."""
+
+    class FailingRecording:
+        def __init__(self, graph) -> None:
+            pass
+
+        def __enter__(self):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+        def __exit__(self, *exc) -> bool:
+            return False
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", FailingRecording)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    program = StepProgram(net, optimizer, EpochTotals().add, [], torch.device("cpu"), required=required)
+    program.capture, program.eager_steps = True, program.warmup_steps  # as after the warm-up on a GPU
+    return program, net
+
+
+def test_a_failed_recording_falls_back_to_the_same_eager_step(monkeypatch) -> None:
+    x, y = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
+    program, net = _program_about_to_record(required=False, monkeypatch=monkeypatch)
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    eager = StepProgram(reference, torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9),
+                        EpochTotals().add, [], torch.device("cpu"))
+    with pytest.warns(RuntimeWarning, match="recording the training step as a CUDA graph failed"):
+        program.step(x, y)
+    eager.step(x, y)
+    assert not program.recorded and not program.capture and "not permitted" in program.fallback_reason
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.parameters(), strict=True))
+    program.step(x, y)  # later steps stay eager, without another attempt
+    assert program.eager_steps == program.warmup_steps + 2
+
+
+def test_a_required_recording_that_fails_raises(monkeypatch) -> None:
+    program, _ = _program_about_to_record(required=True, monkeypatch=monkeypatch)
+    with pytest.raises(RuntimeError, match="not permitted"):
+        program.step(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]))
 
 
 # The learning rate as a device tensor ----------------------------------------------------------------------------

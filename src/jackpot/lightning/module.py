@@ -277,7 +277,7 @@ class MultiStepClassificationModule(ClassificationModule):
         mixed = torch.is_autocast_enabled(device.type)
         program = StepProgram(self, optimizer, self._train_totals.add, hooks, device,
                               autocast_dtype=torch.get_autocast_dtype(device.type) if mixed else None,
-                              capture=capture)
+                              capture=capture, required=bool(self.cuda_graph))
         self._program, self._program_owner = program, (id(self.trainer), id(optimizer))
         return program
 

@@ -14,6 +14,7 @@ is off run the same program eagerly, so one code path holds the step's arithmeti
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,7 +69,7 @@ class StepProgram:
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
                  add_totals: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None], hooks: Sequence[StepHook],
                  device: torch.device, autocast_dtype: torch.dtype | None = None, capture: bool = False,
-                 warmup_steps: int = 3):
+                 warmup_steps: int = 3, required: bool = False):
         if capture and device.type != "cuda":
             raise ValueError(f"capture needs a CUDA device, got {device}")
         self.forward = forward
@@ -78,6 +79,8 @@ class StepProgram:
         self.device = device
         self.autocast_dtype = autocast_dtype
         self.capture = capture
+        self.required = required  # False: a recording that fails falls back to eager steps, with a warning
+        self.fallback_reason: str | None = None
         self.warmup_steps = int(warmup_steps)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.recorded = False  # stays True after `release`, for reports
@@ -129,11 +132,25 @@ class StepProgram:
         self.eager_steps += 1
 
     def _record(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Record one step on static copies of (x, y), then replay it once: recording computes nothing."""
+        """Record one step on static copies of (x, y), then replay it once: recording computes nothing.
+
+        If recording fails and the graph is not `required`, this step and all later ones run eagerly (a warning
+        names the error): a run is never lost to the speed-up."""
         self._static = (x.clone(), y.clone())
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._run(*self._static, [hook for hook in self.hooks if hook.kind == DEVICE_HOOK])
+        try:
+            with torch.cuda.graph(graph):
+                self._run(*self._static, [hook for hook in self.hooks if hook.kind == DEVICE_HOOK])
+        except Exception as err:
+            if self.required:
+                raise
+            self.capture, self._static = False, None
+            self.fallback_reason = f"{type(err).__name__}: {err}"
+            warnings.warn(f"jackpot: recording the training step as a CUDA graph failed ({self.fallback_reason}); "
+                          "training goes on with eager steps", RuntimeWarning, stacklevel=2)
+            self._run(x, y, self.hooks)
+            self.eager_steps += 1
+            return
         self.graph, self.recorded = graph, True
         self._host_hooks()
         graph.replay()
