@@ -211,9 +211,9 @@ def test_a_tensor_learning_rate_follows_the_schedule_like_a_float() -> None:
 
 # Recorded steps (CUDA only; run by scripts/gpu_check.sh) ---------------------------------------------------------
 @needs_cuda
-def test_recorded_training_equals_eager_training_on_cuda() -> None:
+def test_recorded_training_equals_eager_training_on_cuda(monkeypatch) -> None:
     """2 epochs of 11 full batches and 1 partial: 3 warm-up steps, the 4th recorded, the partial ones eager."""
-    torch.backends.cudnn.deterministic = True
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     eager, recorded = _module(cuda_graph=False), _module(cuda_graph=True)
     masks = _masks(eager.model)
     counter = CountSteps()
