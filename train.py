@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
@@ -18,6 +19,10 @@ def main(cfg: DictConfig) -> float | None:
     from jackpot.train import run
 
     _lightning_logs_through_hydra()
+    # jackpot's K-steps-per-call module pulls K batches from Lightning's `dataloader_iter` on purpose (and keeps
+    # global_step, hooks and limits right, tests/test_speed_paths.py); Lightning warns about that flavor per run.
+    for message in (".*`dataloader_iter` step flavor.*", ".*Found `dataloader_iter` argument.*"):
+        warnings.filterwarnings("ignore", message=message)
     try:
         results = run(cfg)
     except USER_ERRORS as err:
