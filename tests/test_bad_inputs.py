@@ -40,6 +40,8 @@ CONFIG_CASES = [
     (["pruner=grasp", "+pruner.options.temprature=100"], "pruner.options.temprature is not an option"),
     (["trainer.steps_per_call=0"], "trainer.steps_per_call=0 must be an integer >= 1"),
     (["trainer.cuda_graph=always"], "trainer.cuda_graph='always' is not allowed; choose one of: auto, true, false"),
+    (["trainer.checkpoint_writes=async"],
+     "trainer.checkpoint_writes='async' is not allowed; choose one of: auto, inline, background"),
     (["trainer.precision=fp16"], "trainer.precision='fp16' is not allowed; choose one of: auto, 32-true"),
     (["trainer.precision=16-mixed"],
      "trainer.precision=16-mixed trains with a gradient scaler, which trainer.steps_per_call=8 cannot run"),

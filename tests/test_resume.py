@@ -7,6 +7,7 @@ import random
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import TINY, compose_cfg, train_py
 
@@ -30,7 +31,9 @@ def _final_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch_load_safe(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
 
 
-def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, cifar_root):
+@pytest.mark.parametrize("writes", ["inline", "background"])
+def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, cifar_root, writes):
+    """`background` is the GPU default (checkpoints written by a thread): kills then also land mid-write there."""
     reference = run(compose_cfg(tmp_path / "ref", _overrides(cifar_root)))
     ref_dir = tmp_path / "ref" / "run"
 
@@ -39,7 +42,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, cifar_root):
     # The last kill lands in the ticket's second epoch, so the final rerun must resume from a checkpoint.
     plan = ["score:1", f"step:{rng.randint(1, 5)}", "trunk:1", f"write:{rng.randint(1, 3)}", "step:4"]
     out = tmp_path / "killed"
-    args = [*_overrides(cifar_root), f"paths.root_dir={out}", f"hydra.run.dir={out}/run"]
+    args = [*_overrides(cifar_root), f"paths.root_dir={out}", f"hydra.run.dir={out}/run",
+            f"trainer.checkpoint_writes={writes}"]
     kills = 0
     for fault in plan:
         proc = _train_py(args, fault)

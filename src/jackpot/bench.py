@@ -370,7 +370,8 @@ def trainer_settings(cfg: BenchConfig) -> Any:
         trainer = {"accelerator": "auto", "devices": 1, "precision": "auto", "channels_last": "auto",
                    "compile": False, "deterministic": False, "enable_progress_bar": False,
                    "log_every_n_steps": 50, "limit_train_batches": None, "limit_val_batches": None,
-                   "checkpoint_every_n_epochs": 1, "steps_per_call": 8, "cuda_graph": "auto"}
+                   "checkpoint_every_n_epochs": 1, "steps_per_call": 8, "cuda_graph": "auto",
+                   "checkpoint_writes": "auto"}
     trainer.update(accelerator="gpu" if cfg.device == "cuda" else "cpu", precision=cfg.resolved_precision(),
                    enable_progress_bar=cfg.progress_bar, compile=cfg.compile, channels_last=cfg.channels_last)
     return OmegaConf.create({"trainer": trainer})

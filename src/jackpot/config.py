@@ -16,6 +16,7 @@ LOADERS = ("auto", "torch", "device")
 LOGGERS = ("none", "csv", "wandb")
 TICKET_WEIGHTS = ("init", "trained")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16", "16-true", "64-true", "64")
+CHECKPOINT_WRITES = ("auto", "inline", "background")
 SCALED_PRECISIONS = ("16-mixed", "16")  # float16 autocast: Lightning adds a gradient scaler
 
 
@@ -86,6 +87,7 @@ def validate(cfg: DictConfig) -> None:
             "trainer.cuda_graph=true records each training step as a CUDA graph, but this run trains on the CPU "
             f"(trainer.accelerator={cfg.trainer.accelerator}); use auto (records on a GPU only) or false"
         )
+    _choice("trainer.checkpoint_writes", cfg.trainer.get("checkpoint_writes", "auto"), CHECKPOINT_WRITES)
     precision = str(cfg.trainer.precision)
     _choice("trainer.precision", precision, PRECISIONS)
     steps = cfg.trainer.get("steps_per_call", 1)

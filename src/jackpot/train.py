@@ -44,7 +44,7 @@ def config_hash(cfg: DictConfig) -> str:
         container.pop(key, None)
     container["dataset"] = {k: v for k, v in container["dataset"].items() if k not in _HASH_EXCLUDE_DATASET}
     trainer = dict(container.get("trainer", {}))
-    for speed_only in ("enable_progress_bar", "cuda_graph"):  # change how fast a run goes, not its results
+    for speed_only in ("enable_progress_bar", "cuda_graph", "checkpoint_writes"):  # how fast, not what
         trainer.pop(speed_only, None)
     container["trainer"] = trainer
     text = json.dumps(container, sort_keys=True, default=str)
@@ -90,8 +90,10 @@ def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks:
         callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", save_top_k=1, save_last=False,
                                                  enable_version_counter=False, save_on_train_epoch_end=True,
                                                  every_n_epochs=t.checkpoint_every_n_epochs)]
-    # On a GPU an epoch can be shorter than writing the checkpoint: write it in the background there.
-    checkpoint_io = BackgroundCheckpointIO() if gpu else AtomicCheckpointIO()
+    # auto: in the background on a GPU, where an epoch can be shorter than writing its checkpoint
+    writes = t.get("checkpoint_writes", "auto")
+    background = writes == "background" or (writes == "auto" and gpu)
+    checkpoint_io = BackgroundCheckpointIO() if background else AtomicCheckpointIO()
     return L.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=t.devices, precision=precision, max_epochs=epochs,
         deterministic=t.deterministic, enable_progress_bar=t.enable_progress_bar, enable_model_summary=False,
