@@ -71,7 +71,8 @@ def test_rerun_of_a_complete_cell_is_skipped(tmp_path, cifar_root):
     assert second["skipped"] and second["final_acc"] == first["final_acc"]
     # Speed-only settings are not part of a cell's identity: a finished sweep stays finished when they change.
     faster = _cfg(tmp_path, cifar_root, "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]",
-                  "trainer.cuda_graph=false", "trainer.enable_progress_bar=true")
+                  "trainer.cuda_graph=false", "trainer.enable_progress_bar=true",
+                  "trainer.checkpoint_writes=background")
     assert run(faster)["skipped"]
 
 
