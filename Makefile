@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv quickstart test test-full lint bench clean
+.PHONY: venv quickstart test test-full lint bench gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m jackpot.bench
+
+# Wheels of what a bare GPU image lacks (Hydra, omegaconf, antlr4 at this venv's versions), for scripts/gpu_check.sh
+gpu-wheels: $(STAMP)
+	$(BIN)/pip freeze | grep -iE '^(hydra-core|omegaconf|antlr4-python3-runtime)==' > .whl.txt
+	$(BIN)/pip wheel -q --no-deps -w .whl -r .whl.txt
+	rm .whl.txt
 
 clean:
 	rm -rf outputs multirun .pytest_cache

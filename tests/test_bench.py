@@ -32,7 +32,7 @@ def test_tiny_bench_prints_every_row(tmp_path: Path) -> None:
     assert set(tp["variants"]) == {"a", "b", "b_mask", "c"}
     assert all(v["img_per_s"] > 0 and len(v["ms_per_step_rounds"]) == 2 for v in tp["variants"].values())
     assert tp["mask_exact_after_c"] is True
-    assert tp["c_steps"] == {"replayed": 0, "eager": 4}  # CPU: (c)'s steps of the last round ran eagerly
+    assert tp["c_steps"] == {"replayed": 0, "eager": 4, "not_recorded_because": None}  # CPU: all eager
     # On CUDA (c) also runs with the step not recorded; its row reads the same result fields
     tp["variants"]["c_eager"], tp["ratio_c_over_c_eager_speed"] = dict(tp["variants"]["c"]), 1.25
     assert "(c) with --cuda-graph off" in bench.format_report(bench.tiny_config(), res)

@@ -3,6 +3,10 @@ the learning rate as a device tensor, and (on a CUDA machine only) recorded trai
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
+
 import lightning.pytorch as L
 import pytest
 import torch
@@ -13,10 +17,13 @@ from jackpot.lightning.module import EpochTotals, MultiStepClassificationModule,
 from jackpot.lightning.step_graph import (
     DEVICE_HOOK,
     HOST_HOOK,
+    SYNC_WARNING,
+    HostSyncs,
     StepHook,
     StepProgram,
     capture_blockers,
     learning_rate_on_device,
+    set_learning_rate,
 )
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
@@ -87,15 +94,17 @@ def test_capture_blockers_name_each_obstacle() -> None:
     cuda = torch.device("cuda", 0)
 
     assert capture_blockers(cuda, fused, hooks) == []
-    assert capture_blockers(cuda, fused, hooks, compile_mode="default") == []
+    assert capture_blockers(cuda, fused, hooks, compile_options={"mode": "default"}) == []
     (cpu,) = capture_blockers(torch.device("cpu"), fused, hooks)
     assert "trains on cpu" in cpu
     (optimizer,) = capture_blockers(cuda, plain, hooks)
     assert "SGD" in optimizer and "fused=True" in optimizer
     (hook,) = capture_blockers(cuda, fused, [*hooks, StepHook("ReadsGradients", lambda: None, None)])
     assert "ReadsGradients" in hook and "PruningCallback" not in hook
-    (compiled,) = capture_blockers(cuda, fused, hooks, compile_mode="reduce-overhead")
+    (compiled,) = capture_blockers(cuda, fused, hooks, compile_options={"mode": "reduce-overhead"})
     assert "reduce-overhead" in compiled
+    (inductor,) = capture_blockers(cuda, fused, hooks, compile_options={"options": {"triton.cudagraphs": True}})
+    assert "triton.cudagraphs" in inductor
 
 
 def test_jackpot_callbacks_declare_their_step_hooks() -> None:
@@ -132,49 +141,151 @@ def test_eager_steps_run_every_hook_on_every_step() -> None:
 
 
 # A recording that fails ------------------------------------------------------------------------------------------
-def _program_about_to_record(required: bool, monkeypatch) -> tuple[StepProgram, torch.nn.Module]:
-    """A CPU program put in the state where its next full batch is recorded, with recording made to fail."""
+class FakeStreams:
+    """Stands in for torch.cuda's stream functions on a CPU: remembers which stream was made current."""
 
-    class FailingRecording:
-        def __init__(self, graph) -> None:
-            pass
+    def __init__(self, monkeypatch) -> None:
+        class Stream:
+            def __init__(self, *args) -> None:
+                pass
 
-        def __enter__(self):
-            raise RuntimeError("operation not permitted when stream is capturing")
+            def wait_stream(self, other) -> None:
+                pass
 
-        def __exit__(self, *exc) -> bool:
-            return False
+        self.current, self.set_to = Stream(), []
+        monkeypatch.setattr(torch.cuda, "Stream", Stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: self.current)
+        monkeypatch.setattr(torch.cuda, "set_stream", self.set_to.append)
+        monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
 
+
+class FailingRecording:
+    """torch.cuda.graph made to fail as torch fails: when the capture begins (`at_begin`: nothing of the step
+    runs, as nothing runs while a GPU records) or when it ends, after an error in the recorded body if a hook
+    raises one while `active`."""
+
+    active = False
+
+    def __init__(self, error: str, at_begin: bool) -> None:
+        self.error, self.at_begin = error, at_begin
+
+    def __call__(self, graph, **options) -> FailingRecording:
+        assert options == {"capture_error_mode": "thread_local"}
+        return self
+
+    def __enter__(self) -> None:
+        if self.at_begin:
+            raise RuntimeError(self.error)
+        self.active = True
+
+    def __exit__(self, *exc) -> bool:
+        self.active = False
+        raise RuntimeError(self.error)
+
+
+def _failing_recording(monkeypatch, error: str, at_begin: bool = True) -> FailingRecording:
+    recording = FailingRecording(error, at_begin)
     monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
-    monkeypatch.setattr(torch.cuda, "graph", FailingRecording)
+    monkeypatch.setattr(torch.cuda, "graph", recording)
+    return recording
+
+
+def _program(required: bool = False, warmed: bool = True, hooks: tuple = ()) -> tuple[StepProgram, torch.nn.Module]:
+    """A CPU program in the state of a GPU one after its warm-up (`warmed`: the next full batch is recorded) or
+    before its last warm-up step."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    program = StepProgram(net, optimizer, EpochTotals().add, [], torch.device("cpu"), required=required)
-    program.capture, program.eager_steps = True, program.warmup_steps  # as after the warm-up on a GPU
+    program = StepProgram(net, optimizer, EpochTotals().add, list(hooks), torch.device("cpu"), required=required)
+    program.capture = True
+    program.eager_steps = program.warmup_steps - (0 if warmed else 1)
     return program, net
 
 
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1, 2, 0])
+
+
 def test_a_failed_recording_falls_back_to_the_same_eager_step(monkeypatch) -> None:
-    x, y = torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])
-    program, net = _program_about_to_record(required=False, monkeypatch=monkeypatch)
-    torch.manual_seed(0)
-    reference = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    eager = StepProgram(reference, torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9),
-                        EpochTotals().add, [], torch.device("cpu"))
+    streams = FakeStreams(monkeypatch)
+    _failing_recording(monkeypatch, "operation not permitted when stream is capturing")
+    x, y = _batch()
+    program, net = _program()
+    reference, _ = _program()
+    reference.capture = False
     with pytest.warns(RuntimeWarning, match="recording the training step as a CUDA graph failed"):
         program.step(x, y)
-    eager.step(x, y)
+    reference.step(x, y)
     assert not program.recorded and not program.capture and "not permitted" in program.fallback_reason
-    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.parameters(), strict=True))
+    assert streams.set_to == [streams.current]  # the capture stream is not left current
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.forward.parameters(), strict=True))
     program.step(x, y)  # later steps stay eager, without another attempt
     assert program.eager_steps == program.warmup_steps + 2
 
 
+def test_a_failed_recording_names_the_first_error(monkeypatch) -> None:
+    """Ending a broken capture raises a second, generic error; the reason given is the one that broke it."""
+    FakeStreams(monkeypatch)
+    recording = _failing_recording(monkeypatch, "operation failed due to a previous error", at_begin=False)
+
+    def breaks_the_recording() -> None:
+        if recording.active:
+            raise RuntimeError("Tensor.item() is not allowed here")
+
+    program, _ = _program(hooks=(StepHook("Breaks", breaks_the_recording, DEVICE_HOOK),))
+    with pytest.warns(RuntimeWarning, match=r"Tensor.item\(\) is not allowed"):
+        program.step(*_batch())
+    assert "previous error" not in program.fallback_reason and program.eager_steps == program.warmup_steps + 1
+
+
 def test_a_required_recording_that_fails_raises(monkeypatch) -> None:
-    program, _ = _program_about_to_record(required=True, monkeypatch=monkeypatch)
+    FakeStreams(monkeypatch)
+    _failing_recording(monkeypatch, "operation not permitted when stream is capturing")
+    program, _ = _program(required=True)
     with pytest.raises(RuntimeError, match="not permitted"):
-        program.step(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]))
+        program.step(*_batch())
+
+
+def _syncs_on_the_host() -> None:
+    warnings.warn(SYNC_WARNING, UserWarning, stacklevel=1)  # what torch's sync debug mode reports
+
+
+def test_a_step_that_syncs_is_not_recorded_and_stays_whole(monkeypatch) -> None:
+    """The last warm-up step runs under the sync check: a sync means no recording, and that step still counts."""
+    FakeStreams(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: pytest.fail("a step that syncs must not be recorded"))
+    x, y = _batch()
+    program, net = _program(warmed=False, hooks=(StepHook("Syncs", _syncs_on_the_host, DEVICE_HOOK),))
+    reference, _ = _program()
+    reference.capture = False
+    with pytest.warns(RuntimeWarning, match="makes the host wait for the GPU 1 time"):
+        program.step(x, y)
+    reference.step(x, y)
+    assert not program.capture and SYNC_WARNING in program.fallback_reason
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.forward.parameters(), strict=True))
+    with pytest.warns(UserWarning, match=SYNC_WARNING):  # later steps are eager, the hook is as before
+        program.step(x, y)
+    assert program.eager_steps == program.warmup_steps + 1 and not program.recorded
+
+    required, _ = _program(required=True, warmed=False, hooks=(StepHook("Syncs", _syncs_on_the_host, DEVICE_HOOK),))
+    with pytest.raises(RuntimeError, match="cannot be recorded as a CUDA graph: the step makes the host wait"):
+        required.step(x, y)
+
+
+def test_host_syncs_counts_only_the_entering_thread(monkeypatch) -> None:
+    modes = []
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    other = threading.Thread(target=_syncs_on_the_host)  # e.g. a background checkpoint copying to the host
+    with pytest.warns(UserWarning, match=SYNC_WARNING), HostSyncs() as syncs:
+        _syncs_on_the_host()
+        _syncs_on_the_host()
+        other.start()
+        other.join()
+    assert len(syncs.messages) == 2 and all(SYNC_WARNING in m for m in syncs.messages)
+    assert modes == ["warn", 0]  # the debug mode is restored
 
 
 # The learning rate as a device tensor ----------------------------------------------------------------------------
@@ -186,7 +297,7 @@ class FusedSGD(MultiStepClassificationModule):
         optimizer = torch.optim.SGD(self.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
                                     fused=True)
         if self.tensor_lr:
-            learning_rate_on_device(optimizer, self.device)
+            learning_rate_on_device(optimizer)
         return optimizer
 
 
@@ -209,6 +320,25 @@ def test_a_tensor_learning_rate_follows_the_schedule_like_a_float() -> None:
     assert plain.history == tensor.history
 
 
+def test_set_learning_rate_keeps_a_tensor_in_place_and_a_float_a_float() -> None:
+    net = torch.nn.Linear(2, 2)
+    plain = torch.optim.SGD(net.parameters(), lr=0.1, foreach=True)
+    set_learning_rate(plain, 0.01)
+    assert plain.param_groups[0]["lr"] == 0.01 and not isinstance(plain.param_groups[0]["lr"], torch.Tensor)
+
+    recorded = torch.optim.SGD(net.parameters(), lr=0.1, fused=True)
+    learning_rate_on_device(recorded)
+    lr = recorded.param_groups[0]["lr"]
+    assert lr.dtype == torch.float32 and lr.dim() == 0 and lr.item() == pytest.approx(0.1)
+    set_learning_rate(recorded, 0.01)
+    assert recorded.param_groups[0]["lr"] is lr and lr.item() == pytest.approx(0.01)  # the same tensor, filled
+
+    # as a resumed optimizer's state may bring it back: another dtype is replaced once, keeping the value
+    recorded.param_groups[0]["lr"] = torch.tensor(0.5, dtype=torch.float64)
+    learning_rate_on_device(recorded)
+    assert recorded.param_groups[0]["lr"].dtype == torch.float32 and recorded.param_groups[0]["lr"].item() == 0.5
+
+
 # Recorded steps (CUDA only; run by scripts/gpu_check.sh) ---------------------------------------------------------
 @needs_cuda
 def test_recorded_training_equals_eager_training_on_cuda(monkeypatch) -> None:
@@ -217,11 +347,14 @@ def test_recorded_training_equals_eager_training_on_cuda(monkeypatch) -> None:
     eager, recorded = _module(cuda_graph=False), _module(cuda_graph=True)
     masks = _masks(eager.model)
     counter = CountSteps()
-    _fit(eager, masks, accelerator="gpu")
+    trainer_eager, _ = _fit(eager, masks, accelerator="gpu")
     trainer, _ = _fit(recorded, masks, extra=(counter,), accelerator="gpu")
 
     program = recorded._program
     assert program.recorded and program.replays == 19 and program.eager_steps == 5
+    for fitted in (trainer_eager, trainer):  # both read the same float32 learning rate from the device
+        lr = fitted.optimizers[0].param_groups[0]["lr"]
+        assert isinstance(lr, torch.Tensor) and lr.is_cuda and lr.dtype == torch.float32
     assert counter.calls == trainer.global_step == 24  # host hooks ran before every replay too
     _assert_pruned_zero(recorded, masks)
     for (name, a), b in zip(eager.state_dict().items(), recorded.state_dict().values(), strict=True):
@@ -249,3 +382,4 @@ def test_an_undeclared_hook_keeps_cuda_steps_eager() -> None:
     reader = ReadsGradients()
     _fit(module, _masks(module.model), extra=(reader,), accelerator="gpu", epochs=1)
     assert not module._program.recorded and reader.norm > 0
+

@@ -221,25 +221,22 @@ def _sgd(params: Sequence[torch.nn.Parameter], device: torch.device, jackpot_sty
 # Variants: each runs one "epoch" of `steps` batches per round and returns the time of the steps after warm-up
 # ----------------------------------------------------------------------------------------------------------
 class SyncCounter:
-    """Counts CUDA host synchronisations while active (torch's sync debug mode, recorded as warnings).
+    """Counts this thread's CUDA host synchronisations while active (`jackpot.lightning.step_graph.HostSyncs`).
 
     A step that synchronises stalls the host until the GPU drains, so the host can no longer queue work
     ahead; the timed steps of (b) and (c) should have none."""
 
     def __init__(self) -> None:
-        self._catcher: Any = None
-        self._records: list = []
+        self._syncs: Any = None
 
     def start(self) -> None:
-        self._catcher = warnings.catch_warnings(record=True)
-        self._records = self._catcher.__enter__()
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
+        from jackpot.lightning.step_graph import HostSyncs
+
+        self._syncs = HostSyncs().__enter__()
 
     def stop(self) -> int:
-        torch.cuda.set_sync_debug_mode(0)
-        self._catcher.__exit__(None, None, None)
-        return sum("synchroniz" in str(w.message) for w in self._records)
+        self._syncs.__exit__(None, None, None)
+        return len(self._syncs.messages)
 
 
 class Variant:
@@ -544,7 +541,8 @@ def throughput(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     out["fit_seconds_c"] = c.fit_seconds
     program = getattr(c.module, "_program", None)  # the last round's: how (c)'s steps ran
     out["c_steps"] = {"replayed": program.replays if program else 0,
-                      "eager": program.eager_steps if program else None}
+                      "eager": program.eager_steps if program else None,
+                      "not_recorded_because": program.fallback_reason if program else None}
     if cfg.sync_check and device.type == "cuda":  # per timed step, over the kept rounds
         out["syncs_per_step"] = {"b": sum(b.syncs[1:]) / (cfg.rounds * (cfg.steps - cfg.warmup)),
                                  "c": sum(c.callbacks[-1].syncs[1:]) / max(1, cfg.rounds * (cfg.steps - cfg.warmup))}
@@ -783,7 +781,9 @@ def format_report(cfg: BenchConfig, res: dict[str, Any]) -> str:
             f"  (c) jackpot Lightning + PruningCallback (90% masks)       {v['c']['img_per_s']:9.1f} img/s "
             f"{v['c']['ms_per_step']:9.2f} ms/step  {tp['ratio_c_over_a_speed']:.2f}x of (a)",
             f"  (c)'s last round: {tp['c_steps']['replayed']} steps replayed as a CUDA graph, "
-            f"{tp['c_steps']['eager']} eager (--cuda-graph {cfg.cuda_graph})",
+            f"{tp['c_steps']['eager']} eager (--cuda-graph {cfg.cuda_graph})"
+            + (f"; not recorded: {tp['c_steps']['not_recorded_because']}"
+               if tp["c_steps"].get("not_recorded_because") else ""),
             *([f"  {'(c) with --cuda-graph off':57s} {v['c_eager']['img_per_s']:9.1f} "
                f"img/s {v['c_eager']['ms_per_step']:9.2f} ms/step  recording the step: "
                f"{tp['ratio_c_over_c_eager_speed']:.2f}x"] if "c_eager" in v else []),

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn import functional as F
 
-from jackpot.lightning.step_graph import StepHook, StepProgram, capture_blockers
+from jackpot.lightning.step_graph import StepHook, StepProgram, capture_blockers, set_learning_rate
 from jackpot.malloc import keep_freed_cpu_memory
 
 
@@ -124,11 +124,7 @@ class ClassificationModule(L.LightningModule):
         # epoch-end checkpoint gets exactly the LR of the uninterrupted run.
         self._epoch_lr = self.schedule.lr_at(self.current_epoch)
         for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                if isinstance(group["lr"], torch.Tensor):  # a captured step reads the LR from this tensor
-                    group["lr"].fill_(self._epoch_lr)
-                else:
-                    group["lr"] = self._epoch_lr
+            set_learning_rate(optimizer, self._epoch_lr)  # in place where a recorded step reads it
 
     def on_train_epoch_end(self) -> None:
         loss_sum, correct, n = self._train_totals.read_and_reset()  # one host sync per epoch
@@ -267,7 +263,7 @@ class MultiStepClassificationModule(ClassificationModule):
         device = self.device
         hooks = self._step_hooks(optimizer)
         blockers = [] if self.cuda_graph is False else capture_blockers(
-            device, optimizer, hooks, (self.__dict__.get("_compile_options") or {}).get("mode"))
+            device, optimizer, hooks, self.__dict__.get("_compile_options"))
         if self.cuda_graph and blockers:
             raise RuntimeError("trainer.cuda_graph=true, but this step cannot be recorded as a CUDA graph: "
                                + "; ".join(blockers))

@@ -14,6 +14,8 @@ is off run the same program eagerly, so one code path holds the step's arithmeti
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,8 +42,9 @@ class StepHook:
 
 
 def capture_blockers(device: torch.device, optimizer: torch.optim.Optimizer, hooks: Sequence[StepHook],
-                     compile_mode: str | None = None) -> list[str]:
-    """Why this step cannot be recorded as a CUDA graph (empty when it can)."""
+                     compile_options: dict | None = None) -> list[str]:
+    """Why this step cannot be recorded as a CUDA graph (empty when it can). `compile_options`: the keyword
+    arguments the network was compiled with (`mode`, `options`), if it was."""
     reasons = []
     if device.type != "cuda":
         reasons.append(f"the run trains on {device.type}, and CUDA graphs need a CUDA device")
@@ -52,9 +55,51 @@ def capture_blockers(device: torch.device, optimizer: torch.optim.Optimizer, hoo
     if undeclared:
         reasons.append(f"on_before_optimizer_step of {', '.join(undeclared)} does not declare step_hook = "
                        f"'{DEVICE_HOOK}' or '{HOST_HOOK}'")
-    if compile_mode in ("reduce-overhead", "max-autotune"):
-        reasons.append(f"torch.compile mode {compile_mode!r} records its own CUDA graphs")
+    compile_options = compile_options or {}
+    mode = compile_options.get("mode")
+    if mode in ("reduce-overhead", "max-autotune"):
+        reasons.append(f"torch.compile mode {mode!r} records its own CUDA graphs")
+    elif (compile_options.get("options") or {}).get("triton.cudagraphs"):
+        reasons.append("torch.compile option triton.cudagraphs records its own CUDA graphs")
     return reasons
+
+
+SYNC_WARNING = "called a synchronizing CUDA operation"  # what torch's sync debug mode "warn" says
+
+
+class HostSyncs:
+    """While active, collects the host synchronisations this thread's CUDA work makes (torch's sync debug
+    mode, which reports them as warnings); `messages` holds one line per sync.
+
+    Only the entering thread's warnings count: a background checkpoint write copying to the host at the same
+    time is not part of the step being examined."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self._exits: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> HostSyncs:
+        thread = threading.get_ident()
+        exits = contextlib.ExitStack()
+        exits.enter_context(warnings.catch_warnings())  # restores the filters and showwarning on exit
+        warnings.filterwarnings("always", message=SYNC_WARNING)
+        show_elsewhere = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if threading.get_ident() == thread and SYNC_WARNING in str(message):
+                self.messages.append(f"{message} (at {filename}:{lineno})")
+            else:
+                show_elsewhere(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        mode = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("warn")
+        exits.callback(torch.cuda.set_sync_debug_mode, mode)
+        self._exits = exits
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._exits.close()
 
 
 class StepProgram:
@@ -89,7 +134,7 @@ class StepProgram:
         self._full_shape: torch.Size | None = None  # the first batch's shape: the one worth recording
         self._static: tuple[torch.Tensor, torch.Tensor] | None = None
         if capture:
-            learning_rate_on_device(optimizer, device)
+            learning_rate_on_device(optimizer)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One optimizer step on the batch (x, y)."""
@@ -123,13 +168,29 @@ class StepProgram:
 
     # CUDA graph ---------------------------------------------------------------------------------------------------
     def _warm_up(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """An eager step on a side stream, as PyTorch's whole-network capture recipe warms up."""
+        """An eager step on a side stream, as PyTorch's whole-network capture recipe warms up.
+
+        The last warm-up step runs under torch's sync debug mode: a step that makes the host wait for the GPU
+        (an `.item()`, a host copy, a data-dependent shape) cannot be recorded, and finding that out here
+        leaves the step complete and the process clean, where a failed recording would not."""
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
+        checked = self.eager_steps == self.warmup_steps - 1
+        with torch.cuda.stream(side), (HostSyncs() if checked else contextlib.nullcontext()) as syncs:
             self._run(x, y, self.hooks)
         torch.cuda.current_stream(self.device).wait_stream(side)
         self.eager_steps += 1
+        if checked and syncs.messages:
+            self._give_up(f"the step makes the host wait for the GPU {len(syncs.messages)} time(s), first: "
+                          f"{syncs.messages[0]}")
+
+    def _give_up(self, reason: str) -> None:
+        """No recording: raise when it is `required`, else warn once and run every later step eagerly."""
+        if self.required:
+            raise RuntimeError(f"the training step cannot be recorded as a CUDA graph: {reason}")
+        self.capture, self._static, self.fallback_reason = False, None, reason
+        warnings.warn(f"jackpot: recording the training step as a CUDA graph failed ({reason}); training goes on "
+                      "with eager steps", RuntimeWarning, stacklevel=3)
 
     def _record(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Record one step on static copies of (x, y), then replay it once: recording computes nothing.
@@ -138,16 +199,17 @@ class StepProgram:
         names the error): a run is never lost to the speed-up."""
         self._static = (x.clone(), y.clone())
         graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream(self.device)
         try:
-            with torch.cuda.graph(graph):
+            # thread_local: a background checkpoint write in another thread may go on while this records
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self._run(*self._static, [hook for hook in self.hooks if hook.kind == DEVICE_HOOK])
         except Exception as err:
+            _clean_up_failed_capture(graph, stream, self.device)
             if self.required:
                 raise
-            self.capture, self._static = False, None
-            self.fallback_reason = f"{type(err).__name__}: {err}"
-            warnings.warn(f"jackpot: recording the training step as a CUDA graph failed ({self.fallback_reason}); "
-                          "training goes on with eager steps", RuntimeWarning, stacklevel=2)
+            cause = err.__context__ or err  # ending a broken capture raises again; the first error says why
+            self._give_up(f"{type(cause).__name__}: {cause}")
             self._run(x, y, self.hooks)
             self.eager_steps += 1
             return
@@ -174,10 +236,40 @@ class StepProgram:
                 hook.call()
 
 
-def learning_rate_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Make every group's learning rate a 0-dim tensor on `device`, so that a recorded update reads the current
-    value (a float would be frozen into the graph); the module then sets it per epoch with `fill_`."""
+def _clean_up_failed_capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, device: torch.device) -> None:
+    """What `torch.cuda.graph` leaves behind when ending a capture fails: its capture stream stays the current
+    stream, and the caching allocator still counts the capture as under way (which keeps the graph's memory
+    pool alive and changes how the allocator frees). Both undone, best effort."""
+    torch.cuda.set_stream(stream)
+    with contextlib.suppress(Exception):  # raises when the capture never began or had ended: nothing to undo
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch._C._cuda_endAllocateToPool(index, graph.pool())
+
+
+def _device_learning_rate(group: dict) -> torch.Tensor:
+    """The group's learning rate as a float32 0-dim tensor on its parameters' device, made once (same value) and
+    then kept: a recorded update reads it by address."""
+    lr, device = group["lr"], group["params"][0].device
+    if not (isinstance(lr, torch.Tensor) and lr.device == device and lr.dtype == torch.float32 and lr.dim() == 0):
+        group["lr"] = lr = torch.tensor(float(lr), dtype=torch.float32, device=device)
+    return lr
+
+
+def learning_rate_on_device(optimizer: torch.optim.Optimizer) -> None:
+    """Make every group's learning rate a float32 0-dim tensor on its parameters' device, so that a recorded
+    update reads the current value (a float would be frozen into the graph)."""
     for group in optimizer.param_groups:
-        lr = group["lr"]
-        if not (isinstance(lr, torch.Tensor) and lr.device == device):
-            group["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)
+        _device_learning_rate(group)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    """Set every group's learning rate. A tensor learning rate is filled in place (a recorded step reads it), and
+    a fused optimizer on CUDA always gets one: the fused kernel takes a float learning rate in double precision
+    and a tensor one in float32, so recorded and eager CUDA steps use the same float32 number only this way.
+    After a resume the optimizer's state may bring the learning rate back as a CPU tensor; it goes back to the
+    device here."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor) or (group.get("fused") and group["params"][0].is_cuda):
+            _device_learning_rate(group).fill_(value)
+        else:
+            group["lr"] = value
