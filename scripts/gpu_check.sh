@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One prepared device check: its steps' limits add up to 7.3 minutes, ~4-5 expected on one H100. From the repo root:
+# One prepared device check: its steps' limits add up to 8.7 minutes, ~5-6 expected on one H100. From the repo root:
 #   bash scripts/gpu_check.sh        (everything goes to $OUT/gpu_check.log, or ./gpu_check.log without $OUT)
-# Run it with the device tool's timeout_s=480. Steps are ordered by value: if time runs out, the log still holds
+# Run it with the device tool's timeout_s=540. Steps are ordered by value: if time runs out, the log still holds
 # the earlier ones. Each step has its own limit, so one slow step cannot eat the rest.
 # The device image has torch and Lightning but not Hydra/omegaconf: `make gpu-wheels` puts them in .whl/ (ignored
 # by git, so the device tool needs carry=[".whl"]).
@@ -31,7 +31,9 @@ step 120 $B --model resnet32 --steps 150 --rounds 3 --sync-check --skip scoring 
   --overhead-device cuda --overhead-steps 200 --overhead-rounds 3
 # 4. VGG19, the same throughput rows
 step 80 $B --model vgg19 --steps 150 --rounds 3 --sync-check --skip scoring,overhead
-# 5. packing: 4 ResNet32 processes (c) against 1; children warm up, then start together (target >= 1.5x)
-step 120 python3 -m jackpot.bench pack --procs 4 --model resnet32 --device cuda --batch 64 --steps 300 \
-  --window 15
+# 5. ResNet32 with the network compiled (trainer=gpu): Inductor's fusions inside jackpot's recorded step
+step 100 $B --model resnet32 --steps 150 --rounds 2 --compile --skip scoring,overhead
+# 6. packing: 4 ResNet32 processes (c) against 1; children warm up, then start together (target >= 1.5x)
+step 100 python3 -m jackpot.bench pack --procs 4 --model resnet32 --device cuda --batch 64 --steps 300 \
+  --window 10
 echo "=== [$(date +%T)] done" | tee -a "$LOG"
