@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared device check: its steps' limits add up to 8.7 minutes, ~5-6 expected on one H100. From the repo root:
+# One prepared device check: its steps' limits add up to 8.2 minutes, ~5-6 expected on one H100. From the repo root:
 #   bash scripts/gpu_check.sh        (everything goes to $OUT/gpu_check.log, or ./gpu_check.log without $OUT)
 # Run it with the device tool's timeout_s=540. Steps are ordered by value: if time runs out, the log still holds
 # the earlier ones. Each step has its own limit, so one slow step cannot eat the rest.
@@ -27,13 +27,13 @@ step 60 python3 -m pytest -q -p no:cacheprovider tests/test_step_graph.py tests/
 # 2. launch latency; one step of ResNet32 and VGG19, eager vs jackpot's recorded graph, without Lightning (~60 s)
 step 60 python3 scripts/gpu_diag.py
 # 3. ResNet32: (a)/(b)/(c) with (c) recorded (the default) and (c) eager side by side, host syncs, GPU overhead
-step 120 $B --model resnet32 --steps 150 --rounds 3 --sync-check --skip scoring \
+step 110 $B --model resnet32 --steps 150 --rounds 3 --sync-check --skip scoring \
   --overhead-device cuda --overhead-steps 200 --overhead-rounds 3
 # 4. VGG19, the same throughput rows
-step 80 $B --model vgg19 --steps 150 --rounds 3 --sync-check --skip scoring,overhead
+step 70 $B --model vgg19 --steps 150 --rounds 3 --sync-check --skip scoring,overhead
 # 5. ResNet32 with the network compiled (trainer=gpu): Inductor's fusions inside jackpot's recorded step
 step 100 $B --model resnet32 --steps 150 --rounds 2 --compile --skip scoring,overhead
 # 6. packing: 4 ResNet32 processes (c) against 1; children warm up, then start together (target >= 1.5x)
-step 100 python3 -m jackpot.bench pack --procs 4 --model resnet32 --device cuda --batch 64 --steps 300 \
+step 90 python3 -m jackpot.bench pack --procs 4 --model resnet32 --device cuda --batch 64 --steps 300 \
   --window 10
 echo "=== [$(date +%T)] done" | tee -a "$LOG"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
+from functools import partial
 
 import lightning.pytorch as L
 import pytest
@@ -152,13 +153,23 @@ class FakeStreams:
             def wait_stream(self, other) -> None:
                 pass
 
-        self.current, self.set_to = Stream(), []
+        self.current, self.set_to, self.pool_calls = Stream(), [], []
         monkeypatch.setattr(torch.cuda, "Stream", Stream)
         monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: self.current)
         monkeypatch.setattr(torch.cuda, "set_stream", self.set_to.append)
         monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
         monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
         monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: POOL)
+        for name in ("_cuda_endAllocateToPool", "_cuda_releasePool"):
+            monkeypatch.setattr(torch._C, name, partial(self._pool_call, name), raising=False)
+
+    def _pool_call(self, name: str, device: int, pool: tuple) -> None:
+        self.pool_calls.append((name, device, pool))
+
+
+POOL = (7, 1)  # the memory pool id a recording is given
 
 
 class FailingRecording:
@@ -172,7 +183,7 @@ class FailingRecording:
         self.error, self.at_begin = error, at_begin
 
     def __call__(self, graph, **options) -> FailingRecording:
-        assert options == {"capture_error_mode": "thread_local"}
+        assert options == {"pool": POOL, "capture_error_mode": "thread_local"}
         return self
 
     def __enter__(self) -> None:
@@ -220,6 +231,8 @@ def test_a_failed_recording_falls_back_to_the_same_eager_step(monkeypatch) -> No
     reference.step(x, y)
     assert not program.recorded and not program.capture and "not permitted" in program.fallback_reason
     assert streams.set_to == [streams.current]  # the capture stream is not left current
+    # and the allocator no longer counts the capture as under way, its pool let go
+    assert streams.pool_calls == [("_cuda_endAllocateToPool", 0, POOL), ("_cuda_releasePool", 0, POOL)]
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.forward.parameters(), strict=True))
     program.step(x, y)  # later steps stay eager, without another attempt
     assert program.eager_steps == program.warmup_steps + 2
@@ -279,12 +292,17 @@ def test_host_syncs_counts_only_the_entering_thread(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
     other = threading.Thread(target=_syncs_on_the_host)  # e.g. a background checkpoint copying to the host
-    with pytest.warns(UserWarning, match=SYNC_WARNING), HostSyncs() as syncs:
-        _syncs_on_the_host()
-        _syncs_on_the_host()
-        other.start()
-        other.join()
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with HostSyncs() as syncs:
+            _syncs_on_the_host()
+            _syncs_on_the_host()
+            other.start()
+            other.join()
+            warnings.warn("an unrelated warning", UserWarning, stacklevel=1)
+        _syncs_on_the_host()  # after the check: shown as usual
     assert len(syncs.messages) == 2 and all(SYNC_WARNING in m for m in syncs.messages)
+    assert [str(w.message) for w in shown] == ["an unrelated warning", SYNC_WARNING]  # the other thread's: dropped
     assert modes == ["warn", 0]  # the debug mode is restored
 
 
@@ -383,3 +401,30 @@ def test_an_undeclared_hook_keeps_cuda_steps_eager() -> None:
     _fit(module, _masks(module.model), extra=(reader,), accelerator="gpu", epochs=1)
     assert not module._program.recorded and reader.norm > 0
 
+
+
+@needs_cuda
+def test_host_syncs_sees_a_real_cuda_sync() -> None:
+    value = torch.ones(1, device="cuda")
+    with HostSyncs() as syncs:
+        value.add_(1)  # device work only
+    assert syncs.messages == []
+    with HostSyncs() as syncs:
+        value.item()
+    assert len(syncs.messages) == 1 and SYNC_WARNING in syncs.messages[0]
+
+
+@needs_cuda
+def test_a_hook_that_reads_a_value_on_the_host_keeps_the_cuda_step_eager() -> None:
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, fused=True)
+    reads = StepHook("Reads", lambda: net[1].weight.grad.norm().item(), DEVICE_HOOK)  # declared wrongly
+    program = StepProgram(net, optimizer, EpochTotals().add, [reads], device, capture=True)
+    x, y = torch.randn(4, 3, 2, 2, device=device), torch.tensor([0, 1, 2, 0], device=device)
+    with pytest.warns(RuntimeWarning, match="makes the host wait for the GPU"):
+        for _ in range(program.warmup_steps + 2):
+            program.step(x, y)
+    assert not program.recorded and program.eager_steps == program.warmup_steps + 2
+    assert "synchronizing" in program.fallback_reason

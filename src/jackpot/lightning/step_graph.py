@@ -80,22 +80,23 @@ class HostSyncs:
 
     def __enter__(self) -> HostSyncs:
         thread = threading.get_ident()
-        exits = contextlib.ExitStack()
-        exits.enter_context(warnings.catch_warnings())  # restores the filters and showwarning on exit
-        warnings.filterwarnings("always", message=SYNC_WARNING)
-        show_elsewhere = warnings.showwarning
+        with contextlib.ExitStack() as exits:  # undone at once if a setup step fails
+            exits.enter_context(warnings.catch_warnings())  # restores the filters and showwarning on exit
+            warnings.filterwarnings("always", message=SYNC_WARNING)
+            show_elsewhere = warnings.showwarning
 
-        def show(message, category, filename, lineno, file=None, line=None) -> None:
-            if threading.get_ident() == thread and SYNC_WARNING in str(message):
-                self.messages.append(f"{message} (at {filename}:{lineno})")
-            else:
-                show_elsewhere(message, category, filename, lineno, file, line)
+            def show(message, category, filename, lineno, file=None, line=None) -> None:
+                if SYNC_WARNING not in str(message):
+                    show_elsewhere(message, category, filename, lineno, file, line)
+                elif threading.get_ident() == thread:
+                    self.messages.append(f"{message} (at {filename}:{lineno})")
+                # another thread's syncs are only reported because the debug mode is on: dropped
 
-        warnings.showwarning = show
-        mode = torch.cuda.get_sync_debug_mode()
-        torch.cuda.set_sync_debug_mode("warn")
-        exits.callback(torch.cuda.set_sync_debug_mode, mode)
-        self._exits = exits
+            warnings.showwarning = show
+            mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("warn")
+            exits.callback(torch.cuda.set_sync_debug_mode, mode)
+            self._exits = exits.pop_all()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -198,17 +199,22 @@ class StepProgram:
         If recording fails and the graph is not `required`, this step and all later ones run eagerly (a warning
         names the error): a run is never lost to the speed-up."""
         self._static = (x.clone(), y.clone())
-        graph = torch.cuda.CUDAGraph()
+        graph, pool = torch.cuda.CUDAGraph(), torch.cuda.graph_pool_handle()
         stream = torch.cuda.current_stream(self.device)
+        body_error: Exception | None = None
         try:
             # thread_local: a background checkpoint write in another thread may go on while this records
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self._run(*self._static, [hook for hook in self.hooks if hook.kind == DEVICE_HOOK])
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+                try:
+                    self._run(*self._static, [hook for hook in self.hooks if hook.kind == DEVICE_HOOK])
+                except Exception as err:
+                    body_error = err
+                    raise
         except Exception as err:
-            _clean_up_failed_capture(graph, stream, self.device)
+            _clean_up_failed_capture(pool, stream, self.device)
             if self.required:
                 raise
-            cause = err.__context__ or err  # ending a broken capture raises again; the first error says why
+            cause = body_error or err  # ending a broken capture raises a generic error; the first one says why
             self._give_up(f"{type(cause).__name__}: {cause}")
             self._run(x, y, self.hooks)
             self.eager_steps += 1
@@ -236,14 +242,15 @@ class StepProgram:
                 hook.call()
 
 
-def _clean_up_failed_capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, device: torch.device) -> None:
+def _clean_up_failed_capture(pool: tuple[int, int], stream: torch.cuda.Stream, device: torch.device) -> None:
     """What `torch.cuda.graph` leaves behind when ending a capture fails: its capture stream stays the current
-    stream, and the caching allocator still counts the capture as under way (which keeps the graph's memory
-    pool alive and changes how the allocator frees). Both undone, best effort."""
+    stream, and the caching allocator still counts the capture as under way (so it keeps deferring frees) with
+    the graph's memory pool held. Both undone, best effort."""
     torch.cuda.set_stream(stream)
-    with contextlib.suppress(Exception):  # raises when the capture never began or had ended: nothing to undo
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        torch._C._cuda_endAllocateToPool(index, graph.pool())
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    with contextlib.suppress(Exception):  # raises when torch already ended it (then torch releases the pool too)
+        torch._C._cuda_endAllocateToPool(index, pool)
+        torch._C._cuda_releasePool(index, pool)
 
 
 def _device_learning_rate(group: dict) -> torch.Tensor:
