@@ -48,15 +48,18 @@ class EpochTotals:
 
     def __init__(self) -> None:
         self._sums: torch.Tensor | None = None
+        self._parts: tuple[torch.Tensor, ...] = ()  # views of the three sums, made once (indexing costs per step)
 
     def add(self, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        with torch.no_grad():
-            if self._sums is None or self._sums.device != loss.device:  # first use, or the module moved
-                self._sums = torch.zeros(3, dtype=torch.float32, device=loss.device)
-            n = y.shape[0]
-            self._sums[0].add_(loss.detach().float(), alpha=n)
-            self._sums[1].add_((logits.argmax(dim=1) == y).sum())
-            self._sums[2].add_(n)
+        # nothing here records gradients: the loss is detached, argmax and == have none
+        if self._sums is None or self._sums.device != loss.device:  # first use, or the module moved
+            self._sums = torch.zeros(3, dtype=torch.float32, device=loss.device)
+            self._parts = self._sums.unbind()
+        loss_sum, correct, count = self._parts
+        n = y.shape[0]
+        loss_sum.add_(loss.detach(), alpha=n)
+        correct.add_((logits.argmax(dim=1) == y).sum())
+        count.add_(n)
 
     def read_and_reset(self) -> tuple[float, float, int]:
         """(sum of loss x n, correct, n) since the last reset; zeroes the sums in place."""
