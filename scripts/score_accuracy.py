@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from jackpot.bench import build_net
+from jackpot.bench.workload import build_net
 from jackpot.pruning.scores import grasp_scores, snip_scores
 
 torch.set_num_threads(2)

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from jackpot.bench import build_net
+from jackpot.bench.workload import build_net
 from jackpot.pruning.scores import grasp_scores
 
 torch.set_num_threads(2)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jackpot import bench
+from jackpot.bench import cli, config, report, variants
 
 
 def _bench(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def test_tiny_bench_prints_every_row(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = _bench(["--tiny", "--json", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for row in bench.REPORT_ROWS:
+    for row in report.REPORT_ROWS:
         assert row in proc.stdout, f"missing row {row!r} in\n{proc.stdout}"
 
     res = json.loads(out.read_text())
@@ -35,8 +35,8 @@ def test_tiny_bench_prints_every_row(tmp_path: Path) -> None:
     assert tp["c_steps"] == {"replayed": 0, "eager": 4, "not_recorded_because": None}  # CPU: all eager
     # On CUDA (c) also runs with the step not recorded; its row reads the same result fields
     tp["variants"]["c_eager"], tp["ratio_c_over_c_eager_speed"] = dict(tp["variants"]["c"]), 1.25
-    assert "(c) with --cuda-graph off" in bench.format_report(bench.tiny_config(), res)
-    assert "recording the step: 1.25x" in bench.format_report(bench.tiny_config(), res)
+    assert "(c) with --cuda-graph off" in report.format_report(config.tiny_config(), res)
+    assert "recording the step: 1.25x" in report.format_report(config.tiny_config(), res)
     assert set(tp["projection_h"]) >= {"a", "b", "c"} and tp["eval_img_per_s"] > 0
     runs = res["scoring"]["runs"]
     assert sorted((r["method"], r["offload"], r["on_disk"]) for r in runs) == [
@@ -52,22 +52,50 @@ def test_tiny_bench_prints_every_row(tmp_path: Path) -> None:
 
 def test_bench_uses_jackpots_trainer_defaults() -> None:
     """(c) is built from conf/trainer/default.yaml, overridden only where the benchmark must choose."""
-    settings = bench.trainer_settings(bench.tiny_config()).trainer
+    settings = variants.trainer_settings(config.tiny_config()).trainer
     assert settings.enable_progress_bar is False and settings.log_every_n_steps == 50
-    assert settings.steps_per_call == bench.BenchConfig().steps_per_call  # (c) is jackpot as it ships
-    assert settings.cuda_graph == bench.BenchConfig().cuda_graph == "auto"
+    assert settings.steps_per_call == config.BenchConfig().steps_per_call  # (c) is jackpot as it ships
+    assert settings.cuda_graph == config.BenchConfig().cuda_graph == "auto"
     assert settings.accelerator == "cpu" and settings.precision == "32-true"
-    assert bench.BenchConfig(device="cuda").resolved_precision() == "bf16-mixed"
+    assert config.BenchConfig(device="cuda").resolved_precision() == "bf16-mixed"
+
+
+def test_bench_reads_the_checkout_trainer_config() -> None:
+    """In a checkout (c) reads conf/trainer/default.yaml; the installed-package fallback holds the same values."""
+    from omegaconf import OmegaConf
+
+    assert variants.TRAINER_DEFAULTS_FILE.is_file(), variants.TRAINER_DEFAULTS_FILE
+    assert OmegaConf.to_container(OmegaConf.load(variants.TRAINER_DEFAULTS_FILE)) == variants.TRAINER_DEFAULTS
 
 
 def test_cli_flags_reach_the_config() -> None:
-    ns = bench._parser().parse_args(["--model", "vgg19", "--compile-mode", "reduce-overhead", "--steps-per-call",
+    ns = cli.build_parser().parse_args(["--model", "vgg19", "--compile-mode", "reduce-overhead", "--steps-per-call",
                                      "8", "--skip", "scoring,overhead", "--score-classes", "10,100",
                                      "--cuda-graph", "off"])
-    cfg = bench.config_from_args(ns)
+    cfg = cli.config_from_args(ns)
     assert (cfg.model, cfg.compile, cfg.compile_mode, cfg.steps_per_call) == ("vgg19", True, "reduce-overhead", 8)
     assert cfg.skip == ("scoring", "overhead") and cfg.score_classes == (10, 100)
     assert cfg.cuda_graph == "off"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--steps", "8", "--skip", "scoring,overhead"], "--steps 8 times no step: with --warmup 3 and 8 optimizer "
+                                                     "steps per Lightning step it needs at least 9"),
+    (["--overhead-steps", "2", "--skip", "throughput,scoring"], "--overhead-steps 2 times no step"),
+    (["--skip", "scoring,overheads"], "--skip: unknown section(s) overheads; allowed: throughput, scoring, overhead"),
+    (["--warmup", "0"], "--warmup 0 and --steps-per-call 8 must be at least 1"),
+    (["pack", "--steps", "8"], "--steps 8 times no step"),
+])
+def test_settings_that_would_time_nothing_are_refused_first(args: list[str], message: str) -> None:
+    proc = _bench(args, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "img/s" not in proc.stdout  # nothing ran
+
+
+def test_the_timer_starts_at_the_first_chunk_end_after_warm_up() -> None:
+    assert [config.untimed_steps(3, k) for k in (1, 2, 3, 8)] == [3, 4, 3, 8]
+    config.check_config(config.tiny_config())  # the test's own setting times steps
+    config.check_config(config.BenchConfig())  # and so do the defaults
 
 
 def test_allocator_comparison_runs(tmp_path: Path) -> None:
@@ -82,7 +110,7 @@ def test_allocator_comparison_runs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_packing_runs_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "pack.json"
-    proc = _bench(["pack", "--procs", "2", "--model", "tinyconv", "--batch", "16", "--steps", "6", "--window", "1",
+    proc = _bench(["pack", "--procs", "2", "--model", "tinyconv", "--batch", "16", "--steps", "12", "--window", "1",
                    "--json", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())

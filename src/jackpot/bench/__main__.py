@@ -1,0 +1,5 @@
+"""`python -m jackpot.bench`."""
+
+from jackpot.bench.cli import main
+
+main()

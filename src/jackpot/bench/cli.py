@@ -1,0 +1,181 @@
+"""Side-by-side speed benchmark: a bare PyTorch loop against jackpot's Lightning training, in one process.
+
+The command line of `python -m jackpot.bench` (see the package docstring), the sections run in order, and the
+internal subcommands the scoring, packing and allocator children run under."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jackpot.bench.allocator import malloc_child, malloc_compare
+from jackpot.bench.config import SECTIONS, BenchConfig, check_config, tiny_config
+from jackpot.bench.packing import pack, pack_child
+from jackpot.bench.report import format_report, machine
+from jackpot.bench.scoring import score_once, scoring
+from jackpot.bench.training_speed import framework_overhead, throughput
+from jackpot.bench.variants import quiet_lightning
+from jackpot.malloc import keep_freed_cpu_memory
+
+
+def run_bench(cfg: BenchConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every section not in cfg.skip; returns the results and prints the report."""
+    import lightning
+
+    if cfg.device == "cuda":
+        torch.backends.cudnn.benchmark = True  # the original code's setting; same for every variant
+    if "cpu" in (cfg.device, cfg.overhead_device):
+        # jackpot's module does this at fit start on CPU; doing it first keeps every round alike
+        keep_freed_cpu_memory()
+    torch.set_float32_matmul_precision("high")  # what jackpot.train.run sets
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    res: dict[str, Any] = {"config": asdict(cfg), "machine": machine(), "lightning": lightning.__version__,
+                           "torch": torch.__version__}
+    with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
+        if "throughput" not in cfg.skip:
+            res["throughput"] = throughput(cfg, Path(tmp))
+        if "scoring" not in cfg.skip:
+            res["scoring"] = scoring(cfg)
+        if "overhead" not in cfg.skip:
+            res["overhead"] = framework_overhead(cfg, Path(tmp))
+    res["report"] = format_report(cfg, res)
+    print_fn(res["report"])
+    return res
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jackpot.bench", description=__doc__.split("\n\n")[0])
+    d = BenchConfig()
+    p.add_argument("--model", default=None, help=f"a model name or tinyconv (default {d.model})")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="batches per round and variant (incl. warm-up)")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds (after one warm-up round)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps at the start of each round")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--precision", default=None, help="auto | 32-true | bf16-mixed")
+    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network in (b) and (c)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
+    p.add_argument("--sync-check", action="store_true",
+                   help="CUDA: count host synchronisations inside the timed steps of (b) and (c)")
+    p.add_argument("--workers", type=int, default=None, help="(a)'s loader workers (default 0 CPU, 4 GPU)")
+    p.add_argument("--classes", type=int, default=None)
+    p.add_argument("--eval-batch", type=int, default=None)
+    p.add_argument("--score-classes", default=None, help="comma list, e.g. 10,100 (10 per class each)")
+    p.add_argument("--score-offload", default=None,
+                   help="comma list of scoring offload modes to run and compare (default auto,none)")
+    p.add_argument("--overhead-model", default=None, help="tinyconv (default) or linear (no compute)")
+    p.add_argument("--overhead-steps", type=int, default=None)
+    p.add_argument("--overhead-rounds", type=int, default=None)
+    p.add_argument("--overhead-device", choices=("cpu", "cuda"), default=None)
+    p.add_argument("--progress-bar", action="store_true", help="Lightning's progress bar on in (c)")
+    p.add_argument("--steps-per-call", type=int, default=None,
+                   help="(c): optimizer steps per Lightning training step (MultiStepClassificationModule)")
+    p.add_argument("--cuda-graph", choices=("auto", "on", "off"), default=None,
+                   help="(c): record each step as a CUDA graph (auto: on CUDA, jackpot's default)")
+    p.add_argument("--overhead-steps-per-call", type=int, default=None,
+                   help="framework overhead: also measure jackpot with this K (default 1; 0 or (c)'s K: skip)")
+    p.add_argument("--skip", default="", help="comma list of sections: throughput,scoring,overhead")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--tiny", action="store_true", help="a few seconds on CPU (the test's setting; 1 thread)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--procs", type=int, default=4, help="pack: processes to run at once")
+    p.add_argument("--window", type=float, default=20.0, help="pack: seconds of timed training")
+    return p
+
+
+def config_from_args(ns: argparse.Namespace) -> BenchConfig:
+    values: dict[str, Any] = {}
+    for key in ("model", "batch", "steps", "rounds", "warmup", "device", "precision", "workers", "classes",
+                "eval_batch", "overhead_model", "overhead_steps", "overhead_rounds", "overhead_device",
+                "steps_per_call", "overhead_steps_per_call", "threads", "cuda_graph"):
+        if getattr(ns, key) is not None:
+            values[key] = getattr(ns, key)
+    if ns.score_classes:
+        values["score_classes"] = tuple(int(c) for c in ns.score_classes.split(","))
+    if ns.score_offload:
+        from jackpot.pruning.offload import OFFLOAD_MODES
+
+        values["score_offload"] = tuple(ns.score_offload.split(","))
+        bad = [m for m in values["score_offload"] if m not in OFFLOAD_MODES]
+        if bad:
+            raise SystemExit(f"--score-offload: unknown mode(s) {', '.join(bad)}; allowed: {', '.join(OFFLOAD_MODES)}")
+    if ns.no_channels_last:
+        values["channels_last"] = False
+    if ns.compile or ns.compile_mode:
+        values["compile"] = True
+    if ns.compile_mode:
+        values["compile_mode"] = ns.compile_mode
+    if ns.sync_check:
+        values["sync_check"] = True
+    if ns.progress_bar:
+        values["progress_bar"] = True
+    if ns.skip:
+        values["skip"] = tuple(s for s in ns.skip.split(",") if s)
+    if ns.tiny:
+        return tiny_config(**values)
+    if values.get("device") == "cuda" and "warmup" not in values:
+        values["warmup"] = 10  # lets (a)'s workers reach steady state (their prefetch is not counted)
+    return BenchConfig(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_score"]:  # internal: one scoring in a fresh process
+        print(json.dumps(score_once(**json.loads(argv[1]))))
+        return {}
+    if argv[:1] == ["_malloc"]:  # internal: one allocator child
+        print(json.dumps(malloc_child(**json.loads(argv[1]))))
+        return {}
+    if argv[:1] == ["malloc"]:
+        ns = build_parser().parse_args(argv[1:])
+        model, batch = ns.model or "tinyconv", ns.batch or 64
+        res = malloc_compare(model, batch, ns.steps or 60, ns.rounds or 3, 0)
+        print(f"CPU allocator ({model}, batch {batch}, bare steps, fresh processes): glibc default "
+              f"{res['default']['ms_per_step']:.2f} ms/step ({res['default']['faults_per_step']:.0f} page faults/step)"
+              f", keep_freed_cpu_memory() {res['tuned']['ms_per_step']:.2f} ms/step "
+              f"({res['tuned']['faults_per_step']:.0f} faults/step): {res['speedup']:.2f}x  machine: {machine()}")
+        if ns.json:
+            Path(ns.json).write_text(json.dumps(res, indent=1))
+        return res
+    if argv[:1] == ["_pack"]:  # internal: one packing child
+        spec = json.loads(argv[1])
+        raw = spec["cfg"]
+        raw["score_classes"], raw["skip"] = tuple(raw["score_classes"]), tuple(raw["skip"])
+        raw["score_offload"] = tuple(raw["score_offload"])
+        print(json.dumps(pack_child(BenchConfig(**raw), spec["window"])))
+        return {}
+    packing = argv[:1] == ["pack"]
+    parser = build_parser()
+    ns = parser.parse_args(argv[1:] if packing else argv)
+    cfg = config_from_args(ns)
+    if packing:
+        cfg = BenchConfig(**{**asdict(cfg), "steps": ns.steps or 300})
+    try:
+        check_config(cfg, ("throughput",) if packing else SECTIONS)
+    except ValueError as err:
+        parser.error(str(err))  # usage and the reason, exit code 2
+    if packing:
+        single = pack(cfg, 1, ns.window)
+        many = pack(cfg, ns.procs, ns.window)
+        res = {"config": asdict(cfg), "machine": machine(), "one": single, "many": many,
+               "speedup": many["total_img_per_s"] / single["total_img_per_s"]}
+        print(f"packing (c) {cfg.model} batch {cfg.batch} on {cfg.device}, {ns.window:.0f} s windows: "
+              f"1 process {single['total_img_per_s']:.0f} img/s; {ns.procs} processes "
+              f"{many['total_img_per_s']:.0f} img/s total "
+              f"({', '.join(format(c['img_per_s'], '.0f') for c in many['children'])}); "
+              f"{res['speedup']:.2f}x  (target >= 1.5x)  machine: {res['machine']}")
+    else:
+        res = run_bench(cfg)
+    if ns.json:
+        Path(ns.json).write_text(json.dumps(res, indent=1, default=str))
+    return res
