@@ -8,6 +8,7 @@ from typing import Any
 
 
 def fmt_ours(rec: Mapping[str, Any], pm: str = "±") -> str:
+    """Our mean (± std over seeds when there are two or more), or why there is none."""
     if rec["status"] == "missing":
         return "missing"
     if rec["status"] == "failed":
@@ -19,15 +20,18 @@ def fmt_ours(rec: Mapping[str, Any], pm: str = "±") -> str:
 
 
 def fmt_seeds(rec: Mapping[str, Any]) -> str:
+    """Seeds behind the mean, against the seeds the sweep asked for when they differ."""
     n_expected = rec["n_expected"]
     return f"n={rec['n']}" if not n_expected or n_expected == rec["n"] else f"n={rec['n']}/{n_expected}"
 
 
 def fmt_diff(rec: Mapping[str, Any]) -> str:
+    """Ours minus the paper's, signed; empty where either is missing."""
     return "" if math.isnan(rec["diff"]) else f"{rec['diff']:+.2f}"
 
 
 def fmt_published(rec: Mapping[str, Any], pm: str = "±") -> str:
+    """The paper's value as it printed it (mean, ± std where given); empty where it has none."""
     if math.isnan(rec["published_mean"]):
         return ""
     if math.isnan(rec["published_std"]):

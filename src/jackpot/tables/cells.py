@@ -17,6 +17,7 @@ def norm_ratio(value: Any) -> float:
     return round(float(value), RATIO_DIGITS)
 
 
-def _cell(values: Mapping[str, Any]) -> Cell:
+def cell_key(values: Mapping[str, Any]) -> Cell:
+    """The table cell a run or a grid point belongs to (the seed is not part of it)."""
     return (str(values["model"]), str(values["dataset"]), str(values["pruner"]), str(values["sanity_check"]),
             norm_ratio(values["ratio"]))

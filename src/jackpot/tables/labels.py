@@ -15,6 +15,7 @@ CHECK_LABELS = {"none": "", "random_labels": "random labels", "random_pixels": "
 
 
 def row_label(row: tuple[str, ...], row_axes: tuple[str, ...]) -> str:
+    """A row's name as the paper writes it: method · check, led by the model when models share the table."""
     values = dict(zip(row_axes, row, strict=True))
     label = PRUNER_LABELS.get(values["pruner"], values["pruner"])
     check = CHECK_LABELS.get(values["sanity_check"], values["sanity_check"])
@@ -26,4 +27,5 @@ def row_label(row: tuple[str, ...], row_axes: tuple[str, ...]) -> str:
 
 
 def group_label(axis: str, value: str) -> str:
+    """A column group's name (a dataset or a model) as the paper writes it."""
     return (DATASET_LABELS if axis == "dataset" else MODEL_LABELS).get(value, value)

@@ -27,6 +27,8 @@ class Layout:
 
 
 def make_layout(summary: pd.DataFrame, spec: SweepSpec) -> Layout:
+    """Arrange a sweep's cells as the paper does: column groups by dataset (by model when one dataset holds
+    several), ascending ratios inside each group; rows by (model,) method and check, the full network first."""
     order = {axis: spec.axis_order(axis) for axis in AXES}
 
     def ordered(axis: str, values: Iterable) -> list:

@@ -90,6 +90,8 @@ def load_wandb(source: str) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def load_sources(sources: Sequence[str]) -> Loaded:
+    """Runs from results folders, single results files and wandb projects, one per (name, cell, seed):
+    a rerun replaces the run it repeats, and a complete run beats a failed one."""
     records, malformed, roots = [], [], []
     for source in sources:
         if source.startswith("wandb:"):

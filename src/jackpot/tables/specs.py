@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from jackpot.tables.cells import AXES, Cell, _cell, norm_ratio
+from jackpot.tables.cells import AXES, Cell, cell_key, norm_ratio
 
 DEFAULT_AXIS_VALUES = {"sanity_check": ["none"]}
 
@@ -49,7 +49,7 @@ class SweepSpec:
                 continue  # an axis left to the config's default: its value is unknown here
             n_seeds = len(grid.get("seed", [0]))
             for combo in itertools.product(*(grid[axis] for axis in AXES)):
-                cell = _cell(dict(zip(AXES, combo, strict=True)))
+                cell = cell_key(dict(zip(AXES, combo, strict=True)))
                 cells[cell] = max(cells.get(cell, 0), n_seeds)
         for cell in self.published:
             cells.setdefault(cell, 0)  # published but run by another sweep (dense rows): seed count unknown

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from jackpot.tables.cells import AXES, Cell, _cell
+from jackpot.tables.cells import AXES, Cell, cell_key
 from jackpot.tables.specs import SweepSpec, parse_published
 
 
@@ -23,7 +23,7 @@ def summarize(runs: pd.DataFrame, spec: SweepSpec, metric: str = "final_acc") ->
     own = runs[runs["name"] == spec.name]
     cells: dict[Cell, int] = dict(expected)
     for cell in own[list(AXES)].itertuples(index=False, name=None):
-        cells.setdefault(_cell(dict(zip(AXES, cell, strict=True))), 0)
+        cells.setdefault(cell_key(dict(zip(AXES, cell, strict=True))), 0)
 
     by_cell = {key: group for key, group in runs.groupby(list(AXES), sort=False)} if not runs.empty else {}
     rows = []
