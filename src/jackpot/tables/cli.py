@@ -1,0 +1,136 @@
+"""Rebuild the paper's tables and figures from a sweep's results.
+
+    jackpot-tables outputs/random_tickets              # one sweep dir (recursively: every results.json)
+    jackpot-tables outputs/ --sweep partially_trained  # all runs, one table (empty cells: other sweeps)
+    jackpot-tables wandb:my-entity/jackpot/random_tickets --format md,csv
+    jackpot-tables outputs/quickstart --figures --out tables/
+
+Each table cell (model, dataset, pruner, sanity_check, ratio) shows the mean ± sample std over seeds of
+the final test accuracy (%), the published value from the sweep file's `published:` block, the difference
+(ours − paper) and the seed count. Cells the sweep's grid expects but nobody ran show as "missing", cells
+whose runs all failed show as "failed": a table never silently loses a cell. Malformed results files are
+listed at the end, never fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from jackpot.tables.figures import plot_accuracy_vs_ratio, plot_layer_densities
+from jackpot.tables.layout import make_layout
+from jackpot.tables.loading import Loaded, load_sources
+from jackpot.tables.render import render_rich, to_csv, to_latex, to_markdown
+from jackpot.tables.specs import SweepSpec, default_sweeps_dir, load_sweep_specs, specs_from_multirun_files
+from jackpot.tables.summary import summarize
+
+FORMATS = ("rich", "md", "latex", "csv")
+METRICS = ("final_acc", "best_acc")
+
+
+def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Sequence[str], out: Path | None,
+                 formats: Sequence[str], figures: bool, metric: str = "final_acc",
+                 console: Any = None) -> dict[str, pd.DataFrame]:
+    """Summaries per table, printed and written; returns {table name: summary frame}."""
+    summaries = {}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    for name in table_names:
+        spec = specs.get(name) or SweepSpec(name)
+        summary = summarize(loaded.runs, spec, metric)
+        if summary.empty:
+            continue
+        summaries[name] = summary
+        layout = make_layout(summary, spec)
+        if "rich" in formats:
+            render_rich(layout, name, console)
+        if out is None:
+            continue
+        if "md" in formats:
+            (out / f"{name}.md").write_text(to_markdown(layout, name))
+        if "latex" in formats:
+            (out / f"{name}.tex").write_text(to_latex(layout, name))
+        if "csv" in formats:
+            to_csv(summary, name, out / f"{name}.csv")
+        if figures:
+            plot_accuracy_vs_ratio(summary, spec, out / f"{name}_accuracy_vs_ratio.png")
+            own = loaded.runs[loaded.runs["name"] == name]
+            plot_layer_densities(own if not own.empty else loaded.runs, spec, out, name)
+    return summaries
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="jackpot-tables", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sources", nargs="+", help="sweep dir(s) (searched recursively for results.json) "
+                        "or wandb:entity/project[/group]")
+    parser.add_argument("--sweep", action="append", default=None,
+                        help="table(s) to build: a sweep file name or a run name (default: every name found)")
+    parser.add_argument("--sweeps-dir", default=None,
+                        help="folder of sweep files (default: multirun_sweeps/)")
+    parser.add_argument("--out", default=None,
+                        help="where to write md/tex/csv/png (default: <first dir>/tables)")
+    parser.add_argument("--format", default=",".join(FORMATS),
+                        help=f"comma-separated subset of {','.join(FORMATS)}")
+    parser.add_argument("--figures", action="store_true", help="also write PNG figures")
+    parser.add_argument("--metric", choices=METRICS, default="final_acc",
+                        help="final_acc (last epoch, default) or best_acc (best epoch on the test set)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from rich.console import Console
+
+    console = Console()
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        console.print(f"[red]unknown format(s) {unknown}; choose from {', '.join(FORMATS)}[/red]")
+        return 2
+
+    loaded = load_sources(args.sources)
+    sweeps_dir = Path(args.sweeps_dir) if args.sweeps_dir else default_sweeps_dir()
+    specs, stems = load_sweep_specs(sweeps_dir) if sweeps_dir.is_dir() else ({}, {})
+    for name, spec in specs_from_multirun_files(loaded.roots).items():
+        specs.setdefault(name, spec)  # a sweep file wins over a (possibly narrowed) multirun.yaml
+
+    if args.sweep:
+        names = [stems.get(s, s) for s in args.sweep]
+        names = list(dict.fromkeys(names))
+    else:
+        names = list(dict.fromkeys(loaded.runs["name"])) if not loaded.runs.empty else []
+        names = sorted(names, key=lambda n: (n not in specs, n))
+    if not names:
+        console.print(f"[yellow]no results.json found under {', '.join(args.sources)}[/yellow]")
+        _report_malformed(console, loaded.malformed)
+        return 1
+
+    if args.out:
+        out: Path | None = Path(args.out)
+    elif loaded.roots:
+        out = loaded.roots[0] / "tables"
+    else:
+        out = Path("tables")
+    written_formats = [f for f in formats if f != "rich"]
+    writes = bool(written_formats or args.figures)
+    summaries = build_tables(loaded, specs, names, out if writes else None, formats, args.figures,
+                             args.metric, console)
+    for name in names:
+        if name not in summaries:
+            console.print(f"[yellow]{name}: no runs and no sweep file with that name[/yellow]")
+    if summaries and writes:
+        console.print(f"written to {out}/")
+    _report_malformed(console, loaded.malformed)
+    return 0
+
+
+def _report_malformed(console: Any, malformed: Sequence[str]) -> None:
+    if malformed:
+        console.print(f"[red]{len(malformed)} malformed results file(s), skipped:[/red]")
+        for line in malformed:
+            console.print(f"  {line}", markup=False, highlight=False)

@@ -1,0 +1,66 @@
+"""One row per table cell: mean ± sample std over seeds next to the paper's value; cells nobody ran or whose
+runs all failed stay in the table as "missing" or "failed"."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from jackpot.tables.cells import AXES, Cell, cell_key
+from jackpot.tables.specs import SweepSpec, parse_published
+
+
+def summarize(runs: pd.DataFrame, spec: SweepSpec, metric: str = "final_acc") -> pd.DataFrame:
+    """One row per cell of the table: expected cells, plus any other cell the table's own runs hold.
+
+    A cell is filled from the runs named like the table; a cell with no such runs takes the runs of the same
+    cell from another sweep (the dense rows come from `dense`, for instance), the one with the most complete
+    runs, and says so in `source`.
+    """
+    expected = spec.expected()
+    own = runs[runs["name"] == spec.name]
+    cells: dict[Cell, int] = dict(expected)
+    for cell in own[list(AXES)].itertuples(index=False, name=None):
+        cells.setdefault(cell_key(dict(zip(AXES, cell, strict=True))), 0)
+
+    by_cell = {key: group for key, group in runs.groupby(list(AXES), sort=False)} if not runs.empty else {}
+    rows = []
+    for cell, n_expected in cells.items():
+        group = by_cell.get(cell)
+        source = spec.name
+        if group is not None and not (group["name"] == spec.name).any():
+            complete = group[group["status"] == "complete"].groupby("name").size()
+            source = str(complete.idxmax()) if not complete.empty else str(group["name"].iloc[0])
+        chosen = group[group["name"] == source] if group is not None else None
+        rows.append(_cell_row(cell, chosen, n_expected, spec.published.get(cell), metric, source))
+    return pd.DataFrame(rows)
+
+
+def _cell_row(cell: Cell, runs: pd.DataFrame | None, n_expected: int, published: Any, metric: str,
+              source: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict(zip(AXES, cell, strict=True))
+    complete = runs[(runs["status"] == "complete") & runs[metric].notna()] if runs is not None else None
+    n = 0 if complete is None else len(complete)
+    n_failed = 0 if runs is None else len(runs) - n
+    values = complete[metric] if complete is not None else pd.Series(dtype=float)
+    mean = float(values.mean()) if n else math.nan
+    std = float(values.std(ddof=1)) if n > 1 else math.nan
+    if n:
+        status = "ok"
+    elif n_failed:
+        status = "failed"
+    else:
+        status = "missing"
+    pub = parse_published(published)
+    pub_mean, pub_std = pub if pub else (math.nan, math.nan)
+    row.update({
+        "n": n, "n_expected": n_expected, "n_failed": n_failed, "mean": mean, "std": std, "status": status,
+        "published": "" if published is None else str(published),
+        "published_mean": pub_mean, "published_std": math.nan if pub_std is None else pub_std,
+        "diff": mean - pub_mean if n and pub else math.nan,
+        "source": source if runs is not None else "",
+        "seeds": "" if runs is None else ",".join(str(s) for s in sorted(complete["seed"])),
+    })
+    return row
