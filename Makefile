@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv quickstart test test-full lint bench gpu-wheels clean
+.PHONY: venv quickstart test test-full test-torch lint bench gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 
 test-full: $(STAMP)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m ''
+
+# The suite under another torch, .venv untouched; default: the GPU image's (scripts/test_torch_version.sh)
+TORCH ?= 2.11.0
+TORCHVISION ?= 0.26.0
+test-torch: $(STAMP)
+	bash scripts/test_torch_version.sh $(TORCH) $(TORCHVISION)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts train.py
