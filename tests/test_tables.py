@@ -271,3 +271,36 @@ def test_wandb_source_reads_flat_config_and_summary(monkeypatch):
     assert calls == {"path": "me/jackpot", "filters": {"group": "toy"}, "lazy": False}
     assert [r["status"] for r in records] == ["complete", "complete", "failed"]
     assert {r["name"] for r in records} == {"toy"} and len(malformed) == 1
+
+
+def _wide_layout():
+    """Two models x three ratios of a real sweep file with its published values and no runs: ~190 columns."""
+    spec = tables.load_sweep_specs(tables.default_sweeps_dir())[0]["partially_trained"]
+    return tables.make_layout(tables.summarize(tables.load_sources([]).runs, spec), spec)
+
+
+def _render(width: int, terminal: bool) -> str:
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    tables.render_rich(_wide_layout(), "partially_trained",
+                       Console(file=out, width=width, force_terminal=terminal, color_system=None))
+    return out.getvalue()
+
+
+def test_rich_never_cuts_a_number_in_a_pipe():
+    text = _render(80, terminal=False)
+    assert "…" not in text and "paper 94.14 ± 0.17" in text and "paper 90.83 ± 0.22" in text
+    assert max(len(line) for line in text.splitlines()) > 80  # full width: a file has no edge
+    assert text.count("partially_trained: CIFAR-10  (") == 1  # one table
+
+
+def test_rich_splits_a_wide_table_by_column_group_in_a_narrow_terminal():
+    text = _render(100, terminal=True)
+    assert "…" not in text and "paper 94.14 ± 0.17" in text and "paper 90.83 ± 0.22" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "partially_trained: CIFAR-10 · VGG19" in text and "partially_trained: CIFAR-10 · ResNet32" in text
+    wide = _render(400, terminal=True)  # room enough: one table, as before
+    assert wide.count("partially_trained: CIFAR-10  (") == 1 and "· VGG19" not in wide

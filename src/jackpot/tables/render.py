@@ -27,14 +27,12 @@ def _row_texts(layout: Layout, cell: Callable[[Mapping[str, Any]], str],
         yield row_label(row, layout.row_axes), texts
 
 
-def render_rich(layout: Layout, table_name: str, console: Any = None) -> None:
-    from rich.console import Console
+def _rich_table(layout: Layout, columns: list[tuple[str, float]], title: str) -> Any:
     from rich.table import Table
 
-    console = console or Console()
-    table = Table(title=f"{layout.title}  (test accuracy %, mean ± std over seeds)", show_lines=True)
+    table = Table(title=f"{title}  (test accuracy %, mean ± std over seeds)", show_lines=True)
     table.add_column("method", no_wrap=True)
-    for group, ratio in layout.columns:
+    for group, ratio in columns:
         table.add_column(f"{group_label(layout.col_axis, group)}\n{ratio:.0%}", justify="center")
 
     def cell(rec: Mapping[str, Any]) -> str:
@@ -42,9 +40,32 @@ def render_rich(layout: Layout, table_name: str, console: Any = None) -> None:
         detail = cell_detail(rec, sep="\n")
         return f"[{style}]{fmt_ours(rec)}[/{style}]" + (f"\n[dim]{detail}[/dim]" if detail else "")
 
-    for label, texts in _row_texts(layout, cell, empty="[dim]-[/dim]"):
+    part = Layout(layout.title, layout.col_axis, columns, layout.rows, layout.row_axes, layout.cells)
+    for label, texts in _row_texts(part, cell, empty="[dim]-[/dim]"):
         table.add_row(label, *texts)
-    console.print(table)
+    return table
+
+
+def render_rich(layout: Layout, table_name: str, console: Any = None) -> None:
+    """The table in the terminal, never with a number cut to "9…": a file or pipe gets it at full width (no edge
+    to fit), a terminal too narrow for it gets one table per column group (per dataset or model)."""
+    from rich.console import Console
+
+    console = console or Console()
+    table = _rich_table(layout, layout.columns, layout.title)
+    full = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+    if full <= console.width:
+        console.print(table)
+    elif not console.is_terminal:
+        width, console.width = console.width, full
+        try:
+            console.print(table)
+        finally:
+            console.width = width
+    else:
+        for group in dict.fromkeys(g for g, _ in layout.columns):
+            columns = [c for c in layout.columns if c[0] == group]
+            console.print(_rich_table(layout, columns, f"{layout.title} · {group_label(layout.col_axis, group)}"))
     borrowed = _borrowed(layout, table_name)
     if borrowed:
         console.print(f"[dim]cells without runs of their own were taken from: {', '.join(borrowed)}[/dim]")
