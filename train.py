@@ -23,6 +23,9 @@ def main(cfg: DictConfig) -> float | None:
     # global_step, hooks and limits right, tests/test_speed_paths.py); Lightning warns about that flavor per run.
     for message in (".*`dataloader_iter` step flavor.*", ".*Found `dataloader_iter` argument.*"):
         warnings.filterwarnings("ignore", message=message)
+    # Lightning 2.6's own pytree helper still uses an API torch 2.14 deprecates; nothing a user can act on,
+    # and it printed once per job of a sweep
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     try:
         results = run(cfg)
     except USER_ERRORS as err:
