@@ -123,7 +123,7 @@ def test_quickstart_sweep_is_offline_and_small():
     cfg = compose_sweep("quickstart")
     assert cfg.dataset.name == "digits" and cfg.model.name == "resnet8"
     assert cfg.trainer.accelerator == "cpu"
-    assert cfg.schedule.epochs <= 5
+    assert cfg.schedule.epochs <= 10  # minutes for all 8 jobs on 2 cores
 
 
 def test_output_dirs_name_every_cell_uniquely():
