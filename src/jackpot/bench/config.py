@@ -81,7 +81,7 @@ def check_config(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> None
         runs.append(("--steps", cfg.steps, cfg.steps_per_call))
     if "overhead" in sections and "overhead" not in cfg.skip:
         runs += [("--overhead-steps", cfg.overhead_steps, k)
-                 for k in {cfg.steps_per_call, cfg.overhead_steps_per_call} if k >= 1]
+                 for k in dict.fromkeys((cfg.steps_per_call, cfg.overhead_steps_per_call)) if k >= 1]
     for flag, steps, k in runs:
         least = untimed_steps(cfg.warmup, k) + 1
         if steps < least:

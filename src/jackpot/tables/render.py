@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,7 @@ def _rich_table(layout: Layout, columns: list[tuple[str, float]], title: str) ->
         detail = cell_detail(rec, sep="\n")
         return f"[{style}]{fmt_ours(rec)}[/{style}]" + (f"\n[dim]{detail}[/dim]" if detail else "")
 
-    part = Layout(layout.title, layout.col_axis, columns, layout.rows, layout.row_axes, layout.cells)
-    for label, texts in _row_texts(part, cell, empty="[dim]-[/dim]"):
+    for label, texts in _row_texts(replace(layout, columns=columns), cell, empty="[dim]-[/dim]"):
         table.add_row(label, *texts)
     return table
 
