@@ -67,6 +67,16 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
     stamps = {key: data["_path"].stat().st_mtime_ns for key, data in found.items()}
     multirun(tmp_path, "sweep=quickstart", "ratio=0.9")
     assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
+    # ... and so does a rerun that changes only how fast it runs.
+    multirun(tmp_path, "sweep=quickstart", "ratio=0.9", "trainer.steps_per_call=1", "dataset.eval_batch_size=100")
+    assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
+
+    # A rerun of another config under the same name is refused before any job starts, naming what changed.
+    proc = train_py(["-m", "sweep=quickstart", "ratio=0.9", "schedule.lr=0.07", *TINY_SWEEP], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "4 of 4 sweep jobs are invalid, nothing was run" in proc.stderr
+    assert "holds a run of another config (schedule.lr: " in proc.stderr and "-> 0.07)" in proc.stderr
+    assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
 
 
 @pytest.mark.slow

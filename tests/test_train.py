@@ -72,8 +72,32 @@ def test_rerun_of_a_complete_cell_is_skipped(tmp_path, cifar_root):
     # Speed-only settings are not part of a cell's identity: a finished sweep stays finished when they change.
     faster = _cfg(tmp_path, cifar_root, "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]",
                   "trainer.cuda_graph=false", "trainer.enable_progress_bar=true",
-                  "trainer.checkpoint_writes=background")
+                  "trainer.checkpoint_writes=background", "trainer.steps_per_call=1",
+                  "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_epochs=2",
+                  "dataset.eval_batch_size=7", "dataset.num_workers=1")
     assert run(faster)["skipped"]
+
+
+def test_rerun_of_another_config_into_the_same_dir_is_refused_naming_what_changed(tmp_path, cifar_root):
+    common = ("pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]")
+    run(_cfg(tmp_path, cifar_root, *common))
+    stored = (tmp_path / "run" / "results.json").read_bytes()
+    with pytest.raises(ConfigError) as caught:
+        run(_cfg(tmp_path, cifar_root, *common, "schedule.lr=0.07", "dataset.hflip=false"))
+    message = str(caught.value)
+    assert f"output dir {tmp_path / 'run'} holds a run of another config" in message
+    assert "dataset.hflip: true -> false" in message and "-> 0.07" in message and "name=..." in message
+    assert (tmp_path / "run" / "results.json").read_bytes() == stored
+
+
+def test_a_finished_run_is_recognised_by_its_stored_config_not_by_a_stored_hash(tmp_path, cifar_root):
+    # Runs written before a change to the hash rules (or by another jackpot version) must stay finished.
+    cfg = _cfg(tmp_path, cifar_root, "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]")
+    run(cfg)
+    for name in ("results.json", "run_config.json"):
+        path = tmp_path / "run" / name
+        path.write_text(path.read_text().replace(json.loads(path.read_text())["config_hash"], "0" * 16))
+    assert run(cfg)["skipped"]
 
 
 def test_layerwise_rearrange_keeps_counts_and_moves_positions(tmp_path, cifar_root):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,11 @@ def read_results(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def is_complete(output_dir: str | Path, config_hash: str | None = None) -> bool:
-    """True when `output_dir` holds a complete results file (of the same config, if a hash is given)."""
+def is_complete(output_dir: str | Path, identity: Mapping[str, Any] | None = None) -> bool:
+    """True when `output_dir` holds a complete results file (of a run with this identity, if one is given:
+    see `jackpot.run_identity`, recomputed from the config the results file stores)."""
+    from jackpot.run_identity import run_identity
+
     path = Path(output_dir) / RESULTS_FILE
     if not path.exists():
         return False
@@ -57,4 +61,6 @@ def is_complete(output_dir: str | Path, config_hash: str | None = None) -> bool:
         data = read_results(path)
     except MalformedResults:
         return False
-    return data["status"] == "complete" and (config_hash is None or data.get("config_hash") == config_hash)
+    if data["status"] != "complete":
+        return False
+    return identity is None or (isinstance(data.get("config"), dict) and run_identity(data["config"]) == identity)

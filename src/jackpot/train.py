@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import platform
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from torch import nn
 import jackpot
 from jackpot import faults
 from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
-from jackpot.config import SCALED_PRECISIONS, ConfigError, uses_gpu, validate
+from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.io import write_json_atomic
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, PruningCallback
@@ -29,26 +27,11 @@ from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
 from jackpot.results import RESULTS_FILE, is_complete, read_results, write_results
+from jackpot.run_identity import RUN_CONFIG_FILE, check_output_dir, identity_hash, run_identity
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.trunk import Trunk, TrunkCache
 
 REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + this
-# Keys that do not change what a run computes: excluded from the run's config hash.
-_HASH_EXCLUDE = ("paths", "logger", "tags", "name", "published")
-_HASH_EXCLUDE_DATASET = ("root", "download", "verify_md5", "num_workers")
-
-
-def config_hash(cfg: DictConfig) -> str:
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for key in _HASH_EXCLUDE:
-        container.pop(key, None)
-    container["dataset"] = {k: v for k, v in container["dataset"].items() if k not in _HASH_EXCLUDE_DATASET}
-    trainer = dict(container.get("trainer", {}))
-    for speed_only in ("enable_progress_bar", "cuda_graph", "checkpoint_writes"):  # how fast, not what
-        trainer.pop(speed_only, None)
-    container["trainer"] = trainer
-    text = json.dumps(container, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def make_datamodule(cfg: DictConfig, corruption: str | None) -> ImageDataModule:
@@ -201,29 +184,17 @@ def ticket_recipe(cfg: DictConfig, ratio: float | None = None) -> TicketRecipe:
     )
 
 
-def _guard_output_dir(output_dir: Path, digest: str) -> None:
-    """Refuse to resume another config's checkpoint or overwrite its results in this output dir."""
-    marker = output_dir / "run_config.json"
-    has_work = (output_dir / "checkpoints" / "last.ckpt").exists() or (output_dir / RESULTS_FILE).exists()
-    if marker.exists() and has_work:
-        stored = json.loads(marker.read_text()).get("config_hash")
-        if stored != digest:
-            raise ConfigError(
-                f"output dir {output_dir} holds a run of another config (hash {stored}, this one {digest}); "
-                f"give this variant its own name=... or remove that folder"
-            )
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run one cell; returns the results dict (also written to <output_dir>/results.json)."""
     validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    digest = config_hash(cfg)
-    if is_complete(output_dir, digest):
+    identity = run_identity(cfg)
+    digest = identity_hash(identity)
+    if is_complete(output_dir, identity):
         results = read_results(output_dir / RESULTS_FILE)
         results["skipped"] = True
         return results
-    _guard_output_dir(output_dir, digest)
+    check_output_dir(output_dir, identity)
 
     started = time.time()
     torch.set_float32_matmul_precision("high")
@@ -231,7 +202,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = make_datamodule(cfg, corruption=None)
     datamodule.prepare_data()  # missing or corrupted files fail here, before any scoring or training
     num_classes = datamodule.num_classes
-    write_json_atomic(output_dir / "run_config.json",
+    write_json_atomic(output_dir / RUN_CONFIG_FILE,
                       {"config_hash": digest, "config": OmegaConf.to_container(cfg, resolve=True)})
 
     model = make_model(cfg, num_classes, seed)

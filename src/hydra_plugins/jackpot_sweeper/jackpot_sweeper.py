@@ -1,7 +1,8 @@
 """Hydra's basic sweeper, plus: every job's config is validated before the first job starts.
 
 Hydra composes each job up front but only checks that it composes; a value that composes but is wrong
-(`ratio=1.5`, a check that cannot apply to a pruner) would otherwise surface hours into a sweep.
+(`ratio=1.5`, a check that cannot apply to a pruner) would otherwise surface hours into a sweep. So would a job
+whose output dir already holds a run of another config (a changed schedule rerun under the same `name`).
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 from jackpot.config import ConfigError, validate
 from jackpot.errors import format_user_error
+from jackpot.run_identity import check_output_dir, run_identity
 
 MAX_LISTED = 5
 
@@ -36,6 +39,9 @@ class JackpotSweeper(BasicSweeper):
             cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
             try:
                 validate(cfg)
+                output_dir = _job_output_dir(cfg)
+                if output_dir is not None:
+                    check_output_dir(output_dir, run_identity(cfg))
             except ConfigError as err:
                 problems.append(f"[{' '.join(overrides)}]: {err}")
         if problems:
@@ -48,3 +54,14 @@ class JackpotSweeper(BasicSweeper):
                 raise error
             print(format_user_error(error), file=sys.stderr)
             sys.exit(2)
+
+
+def _job_output_dir(cfg) -> Path | None:
+    """Where the launcher will put this job (hydra.sweep.dir/subdir); None when that depends on values only the
+    launcher sets (e.g. a subdir naming `hydra.job.num`): the job's own check at its start still applies."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+    except OmegaConfBaseException:
+        return None
