@@ -15,6 +15,7 @@ from jackpot.errors import USER_ERRORS, format_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from jackpot.cell_lock import CellBusy
     from jackpot.report import print_results
     from jackpot.train import run
 
@@ -28,6 +29,9 @@ def main(cfg: DictConfig) -> float | None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     try:
         results = run(cfg)
+    except CellBusy as busy:  # not a failure: the other process runs it; the sweep goes on
+        print(f"jackpot: {busy}", file=sys.stderr)
+        return None
     except USER_ERRORS as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -16,6 +16,7 @@ from torch import nn
 
 import jackpot
 from jackpot import faults
+from jackpot.cell_lock import cell_lock
 from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
 from jackpot.data import ImageDataModule
@@ -189,13 +190,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
     identity = run_identity(cfg)
-    digest = identity_hash(identity)
-    if is_complete(output_dir, identity):
-        results = read_results(output_dir / RESULTS_FILE)
-        results["skipped"] = True
-        return results
-    check_output_dir(output_dir, identity)
+    with cell_lock(output_dir):  # CellBusy when another process runs this cell
+        if is_complete(output_dir, identity):
+            return _skipped(output_dir)
+        check_output_dir(output_dir, identity)
+        return _run_cell(cfg, output_dir, identity_hash(identity))
 
+
+def _skipped(output_dir: Path) -> dict[str, Any]:
+    results = read_results(output_dir / RESULTS_FILE)
+    results["skipped"] = True
+    return results
+
+
+def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
+    """The run itself, under the cell's lock, once the output dir is known to hold nothing else."""
     started = time.time()
     torch.set_float32_matmul_precision("high")
     seed = int(cfg.seed)
