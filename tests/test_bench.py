@@ -85,6 +85,7 @@ def test_cli_flags_reach_the_config() -> None:
     (["--skip", "scoring,overheads"], "--skip: unknown section(s) overheads; allowed: throughput, scoring, overhead"),
     (["--warmup", "0"], "--warmup 0 and --steps-per-call 8 must be at least 1"),
     (["pack", "--steps", "8"], "--steps 8 times no step"),
+    (["--score-offload", "auto,ram"], "--score-offload: unknown mode(s) ram; allowed: auto, disk, none"),
 ])
 def test_settings_that_would_time_nothing_are_refused_first(args: list[str], message: str) -> None:
     proc = _bench(args, timeout=60)

@@ -74,6 +74,12 @@ def check_config(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> None
     unknown = [s for s in cfg.skip if s not in SECTIONS]
     if unknown:
         raise ValueError(f"--skip: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}")
+    from jackpot.pruning.offload import OFFLOAD_MODES
+
+    bad_modes = [m for m in cfg.score_offload if m not in OFFLOAD_MODES]
+    if bad_modes:
+        raise ValueError(f"--score-offload: unknown mode(s) {', '.join(bad_modes)}; "
+                         f"allowed: {', '.join(OFFLOAD_MODES)}")
     if cfg.warmup < 1 or cfg.steps_per_call < 1:
         raise ValueError(f"--warmup {cfg.warmup} and --steps-per-call {cfg.steps_per_call} must be at least 1")
     runs = []
