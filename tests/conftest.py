@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,18 @@ TINY = [
     "trainer.limit_train_batches=2",
     "dataset.samples_per_class=2",
 ]
+
+
+@contextmanager
+def lock_held_by_another_process(lock_path: Path) -> Iterator[None]:
+    """`lock_path` flock-ed by a live process for the block, which is then SIGKILLed (no clean-up runs in it)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    code = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+            "print('held', flush=True); time.sleep(300)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

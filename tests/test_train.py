@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_cfg, train_py
+from conftest import TINY, compose_cfg, lock_held_by_another_process, train_py
 
 from jackpot.cell_lock import LOCK_FILE, CellBusy
 from jackpot.config import ConfigError
@@ -104,26 +101,11 @@ def test_a_finished_run_is_recognised_by_its_stored_config_not_by_a_stored_hash(
     assert run(cfg)["skipped"]
 
 
-@contextmanager
-def _lock_held_by_another_process(lock_path: Path) -> Iterator[None]:
-    """`lock_path` held by a live process for the block, which is then SIGKILLed (no clean-up runs in it)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    code = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
-            "print('held', flush=True); time.sleep(300)")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(lock_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        yield
-    finally:
-        holder.kill()
-        holder.wait()
-
-
 def test_a_cell_another_process_runs_is_skipped_until_that_process_is_gone(tmp_path, cifar_root):
     # A second launch of a sweep must not train into a dir a live job is using; a killed job frees its cells.
     cfg = _cfg(tmp_path, cifar_root, "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]")
     lock_path = tmp_path / "run" / LOCK_FILE
-    with _lock_held_by_another_process(lock_path):
+    with lock_held_by_another_process(lock_path):
         with pytest.raises(CellBusy, match=f"another process is running this cell in {tmp_path / 'run'}"):
             run(cfg)
         assert sorted(p.name for p in lock_path.parent.iterdir()) == [LOCK_FILE]  # nothing written
@@ -132,7 +114,7 @@ def test_a_cell_another_process_runs_is_skipped_until_that_process_is_gone(tmp_p
 
 def test_cli_skips_a_busy_cell_with_one_line_and_success(tmp_path):
     cell = tmp_path / "outputs" / "default" / "resnet8-digits" / "smart_ratio-none-r0.5-s0"
-    with _lock_held_by_another_process(cell / LOCK_FILE):
+    with lock_held_by_another_process(cell / LOCK_FILE):
         proc = train_py(["dataset=digits", "model=resnet8", "trainer=cpu", "ratio=0.5", "schedule.epochs=0",
                          "schedule.milestones=[]", f"paths.root_dir={tmp_path}"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

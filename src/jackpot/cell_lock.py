@@ -3,37 +3,83 @@ training into the same output dir (both would write its checkpoint and results, 
 the other's epochs).
 
 That happens when a sweep is launched again while the first launch still runs (to fill the gaps of a
-preempted SLURM array, or on a second machine); with the lock, the two launches share the cells out. The lock
-is an OS file lock (`filelock`, flock), so it goes with the process that holds it: a killed or preempted job
-never leaves a cell locked.
+preempted SLURM array, or on a second machine); with the lock, the two launches share the cells out.
+
+The lock is `flock` on `run.lock` in the output dir, taken directly rather than through `filelock`, whose
+fallback where flock is missing is a lock file that outlives its process: here the lock always goes with
+the process that holds it, so a killed or preempted job never leaves a cell locked; where the file system
+has no flock, runs go unguarded, as before this lock existed, with a warning.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no lock
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = "run.lock"
+# A job retries this long before calling a cell busy, so a reader's probe (`is_running`) never makes it skip.
+ACQUIRE_PATIENCE_S = 2.0
+_CONTENDED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+_UNSUPPORTED = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 
 
 class CellBusy(RuntimeError):
     """Another process holds this cell's output dir."""
 
 
+def _try_flock(fd: int, mode: int) -> bool | None:
+    """True when locked, False when another process holds it, None when the file system cannot lock."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in _CONTENDED:
+            return False
+        if err.errno in _UNSUPPORTED:
+            return None
+        raise
+    return True
+
+
 @contextmanager
-def cell_lock(output_dir: Path) -> Iterator[None]:
-    """Hold `output_dir`'s lock for the block; raise CellBusy at once if another process holds it."""
+def cell_lock(output_dir: Path, patience_s: float = ACQUIRE_PATIENCE_S) -> Iterator[None]:
+    """Hold `output_dir`'s lock for the block; raise CellBusy if another process holds it past `patience_s`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(output_dir / LOCK_FILE))
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(output_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise CellBusy(f"another process is running this cell in {output_dir}; skipped here") from None
-    try:
+        deadline = time.monotonic() + patience_s
+        while (locked := _try_flock(fd, fcntl.LOCK_EX)) is False and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if locked is False:
+            raise CellBusy(f"another process is running this cell in {output_dir}; skipped here")
+        if locked is None:
+            warnings.warn(f"{output_dir}: the file system has no flock; this run is not guarded against a second "
+                          f"process running the same cell", RuntimeWarning, stacklevel=3)
         yield
     finally:
-        lock.release()
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def is_running(output_dir: Path) -> bool:
+    """Whether a live process holds `output_dir`'s lock (a shared probe held for microseconds)."""
+    path = Path(output_dir) / LOCK_FILE
+    if fcntl is None or not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _try_flock(fd, fcntl.LOCK_SH) is False
+    finally:
+        os.close(fd)

@@ -8,8 +8,9 @@
 Each table cell (model, dataset, pruner, sanity_check, ratio) shows the mean ± sample std over seeds of
 the final test accuracy (%), the published value from the sweep file's `published:` block, the difference
 (ours − paper) and the seed count. Cells the sweep's grid expects but nobody ran show as "missing", cells
-whose runs all failed show as "failed": a table never silently loses a cell. Malformed results files are
-listed at the end, never fatal.
+whose runs all failed show as "failed": a table never silently loses a cell. Runs that started and have no
+results yet are listed at the end as running or interrupted (rerunning the sweep resumes those), and so are
+malformed results files, never fatal.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from jackpot.tables.loading import Loaded, load_sources
 from jackpot.tables.render import render_rich, to_csv, to_latex, to_markdown
 from jackpot.tables.specs import SweepSpec, default_sweeps_dir, load_sweep_specs, specs_from_multirun_files
 from jackpot.tables.summary import summarize
+from jackpot.tables.unfinished import describe_unfinished, find_unfinished
 
 FORMATS = ("rich", "md", "latex", "csv")
 METRICS = ("final_acc", "best_acc")
@@ -107,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = sorted(names, key=lambda n: (n not in specs, n))
     if not names:
         console.print(f"[yellow]no results.json found under {', '.join(args.sources)}[/yellow]")
+        _report_unfinished(console, loaded.roots, None)
         _report_malformed(console, loaded.malformed)
         return 1
 
@@ -125,12 +128,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"[yellow]{name}: no runs and no sweep file with that name[/yellow]")
     if summaries and writes:
         console.print(f"written to {out}/")
+    _report_unfinished(console, loaded.roots, names)
     _report_malformed(console, loaded.malformed)
     return 0
+
+
+def _report_unfinished(console: Any, roots: Sequence[Path], names: Sequence[str] | None) -> None:
+    lines = describe_unfinished(find_unfinished(roots, names))
+    if lines:
+        console.print(lines[0], style="yellow", markup=False, highlight=False, soft_wrap=True)
+        for line in lines[1:]:  # paths whole: a pipe or log gets them unbroken
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _report_malformed(console: Any, malformed: Sequence[str]) -> None:
     if malformed:
         console.print(f"[red]{len(malformed)} malformed results file(s), skipped:[/red]")
         for line in malformed:
-            console.print(f"  {line}", markup=False, highlight=False)
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
