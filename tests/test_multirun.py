@@ -37,10 +37,15 @@ def results_under(folder: Path) -> dict[tuple, dict]:
 
 
 def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_path, capsys):
-    # The quickstart sweep narrowed on the command line to one ratio: 2 pruners x 2 seeds = 4 jobs.
-    multirun(tmp_path, "sweep=quickstart", "ratio=0.9")
+    # The quickstart sweep narrowed on the command line to one ratio: 2 pruners x 2 seeds = 4 jobs, of which
+    # a first launch ran seed 0: only the other 2 are launched.
+    multirun(tmp_path, "sweep=quickstart", "ratio=0.9", "seed=0")
     sweep_dir = tmp_path / "outputs" / "quickstart"
+    first = {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()}
+    proc = multirun(tmp_path, "sweep=quickstart", "ratio=0.9")
+    assert "jackpot: 2 of 4 jobs already complete, not launched; launching 2" in proc.stdout + proc.stderr
     found = results_under(sweep_dir)
+    assert {key: found[key]["_path"].stat().st_mtime_ns for key in first} == first
     assert sorted(found) == [(p, 0.9, s) for p in ("smart_ratio", "snip") for s in (0, 1)]
     for (pruner, ratio, seed), data in found.items():
         assert data["status"] == "complete" and data["name"] == "quickstart"
@@ -65,7 +70,9 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
 
     # Rerunning the same sweep finds every cell complete and leaves its results untouched.
     stamps = {key: data["_path"].stat().st_mtime_ns for key, data in found.items()}
-    multirun(tmp_path, "sweep=quickstart", "ratio=0.9")
+    proc = multirun(tmp_path, "sweep=quickstart", "ratio=0.9")
+    assert "jackpot: all 4 jobs already complete, nothing launched" in proc.stdout + proc.stderr
+    assert "Launching" not in proc.stdout + proc.stderr
     assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
     # ... and so does a rerun that changes only how fast it runs.
     multirun(tmp_path, "sweep=quickstart", "ratio=0.9", "trainer.steps_per_call=1", "dataset.eval_batch_size=100")
