@@ -40,7 +40,9 @@ class JackpotSweeper(BasicSweeper):
         return super().sweep(arguments)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        super().validate_batch_is_legal(batch)
+        # Hydra's own check only composes each job; composing it here once does that and ours (a composition
+        # costs ~0.1-0.3 s, so composing twice made a 360-job sweep wait 3 minutes on 2 cores before its first job)
+        log.info(f"jackpot: checking {len(batch)} jobs before launching any")
         loader = self.hydra_context.config_loader
         problems: list[str] = []
         for overrides in batch:
