@@ -43,6 +43,15 @@ def test_a_readers_probe_never_makes_a_starting_job_skip(tmp_path):
         assert time.monotonic() - started >= 0.4
 
 
+def test_a_requeued_slurm_job_waits_out_a_dead_nodes_nfs_lease(monkeypatch):
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert lock_module.acquire_patience_s() == lock_module.ACQUIRE_PATIENCE_S
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    assert lock_module.acquire_patience_s() == lock_module.ACQUIRE_PATIENCE_S
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    assert lock_module.acquire_patience_s() == lock_module.REQUEUED_PATIENCE_S > 90
+
+
 def test_a_file_system_without_flock_runs_unguarded_with_a_warning(tmp_path, monkeypatch):
     def no_flock(fd, mode):
         raise OSError(errno.ENOLCK, "No locks available")

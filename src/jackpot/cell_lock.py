@@ -29,6 +29,15 @@ except ImportError:  # not a POSIX system: no lock
 LOCK_FILE = "run.lock"
 # A job retries this long before calling a cell busy, so a reader's probe (`is_running`) never makes it skip.
 ACQUIRE_PATIENCE_S = 2.0
+# A requeued SLURM job may find its cell still locked by its own previous run when that run's node died: an NFS
+# server keeps a dead client's locks until its lease ends (90 s by default), so a requeued job waits past that.
+REQUEUED_PATIENCE_S = 150.0
+
+
+def acquire_patience_s() -> float:
+    """How long a job waits for its cell's lock: longer when SLURM requeued it (SLURM_RESTART_COUNT > 0)."""
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return REQUEUED_PATIENCE_S if restarts.isdigit() and int(restarts) > 0 else ACQUIRE_PATIENCE_S
 _CONTENDED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
 _UNSUPPORTED = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 
@@ -51,8 +60,10 @@ def _try_flock(fd: int, mode: int) -> bool | None:
 
 
 @contextmanager
-def cell_lock(output_dir: Path, patience_s: float = ACQUIRE_PATIENCE_S) -> Iterator[None]:
-    """Hold `output_dir`'s lock for the block; raise CellBusy if another process holds it past `patience_s`."""
+def cell_lock(output_dir: Path, patience_s: float | None = None) -> Iterator[None]:
+    """Hold `output_dir`'s lock for the block; raise CellBusy if another process holds it past `patience_s`
+    (default: `acquire_patience_s()`)."""
+    patience_s = acquire_patience_s() if patience_s is None else patience_s
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
