@@ -32,14 +32,14 @@ ACQUIRE_PATIENCE_S = 2.0
 # A requeued SLURM job may find its cell still locked by its own previous run when that run's node died: an NFS
 # server keeps a dead client's locks until its lease ends (90 s by default), so a requeued job waits past that.
 REQUEUED_PATIENCE_S = 150.0
+_CONTENDED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+_UNSUPPORTED = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 
 
 def acquire_patience_s() -> float:
     """How long a job waits for its cell's lock: longer when SLURM requeued it (SLURM_RESTART_COUNT > 0)."""
     restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
     return REQUEUED_PATIENCE_S if restarts.isdigit() and int(restarts) > 0 else ACQUIRE_PATIENCE_S
-_CONTENDED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
-_UNSUPPORTED = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 
 
 class CellBusy(RuntimeError):
