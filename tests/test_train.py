@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import TINY, compose_cfg, lock_held_by_another_process, train_py
 
+from jackpot import tables
 from jackpot.cell_lock import LOCK_FILE, CellBusy
 from jackpot.config import ConfigError
 from jackpot.io import torch_load_safe
@@ -45,6 +46,8 @@ def test_random_ticket_trains_with_exact_smart_ratio_counts_and_zeros(tmp_path, 
     assert on_disk["cell"] == {"model": "resnet8", "dataset": "cifar10", "pruner": "smart_ratio",
                                "sanity_check": "none", "ratio": 0.9, "seed": 0}
     assert 0.0 <= on_disk["final_acc"] <= 100.0 and on_disk["best_acc"] >= on_disk["final_acc"]
+    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
+    assert (progress["stage"], progress["epoch"], progress["epochs"]) == ("ticket", 2, 2)
 
 
 @pytest.mark.parametrize("pruner", ["snip", "grasp", "random"])
@@ -120,6 +123,19 @@ def test_cli_skips_a_busy_cell_with_one_line_and_success(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"jackpot: another process is running this cell in {cell}; skipped here" in proc.stderr
     assert "Traceback" not in proc.stderr and not (cell / "results.json").exists()
+
+
+def test_an_interrupted_run_shows_its_stage_and_epoch_in_jackpot_tables(tmp_path, cifar_root, capsys):
+    args = [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
+            "pruner=lr_rewinding", "ratio=0.5", "name=watch", f"paths.root_dir={tmp_path}"]
+    proc = train_py(args, cwd=tmp_path, fault="trunk:1", timeout=300)  # SIGKILLed once the dense trunk is trained
+    assert proc.returncode != 0
+    (run_dir,) = [marker.parent for marker in (tmp_path / "outputs").rglob("run_config.json")]
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert (progress["stage"], progress["epoch"], progress["epochs"]) == ("dense trunk", 2, 2)
+    assert tables.main([str(tmp_path / "outputs"), "--format", "rich"]) == 1  # no results yet
+    out = capsys.readouterr().out
+    assert f"  interrupted {run_dir}  (dense trunk epoch 2/2, last written " in out
 
 
 def test_layerwise_rearrange_keeps_counts_and_moves_positions(tmp_path, cifar_root):

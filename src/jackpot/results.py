@@ -10,6 +10,7 @@ from typing import Any
 from jackpot.io import write_json_atomic
 
 RESULTS_FILE = "results.json"
+PROGRESS_FILE = "progress.json"  # a running cell's stage and epoch, rewritten at each epoch end
 SCHEMA_VERSION = 1
 CELL_KEYS = ("model", "dataset", "pruner", "sanity_check", "ratio", "seed")
 STATUSES = ("complete", "failed")

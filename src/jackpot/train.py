@@ -21,13 +21,13 @@ from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.io import write_json_atomic
-from jackpot.lightning.callbacks import EpochSeed, FaultPoints, PruningCallback
+from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
-from jackpot.results import RESULTS_FILE, is_complete, read_results, write_results
+from jackpot.results import PROGRESS_FILE, RESULTS_FILE, is_complete, read_results, write_results
 from jackpot.run_identity import RUN_CONFIG_FILE, check_output_dir, identity_hash, run_identity
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.trunk import Trunk, TrunkCache
@@ -131,14 +131,17 @@ def pretrain_epochs(cfg: DictConfig) -> int:
     return int(cfg.schedule.epochs if epochs is None else epochs)
 
 
-def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path) -> tuple[dict, dict]:
-    """Train the dense network on the data of the data check (clean if none); resumable from `work_dir`."""
+def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path,
+                progress: Path | None = None) -> tuple[dict, dict]:
+    """Train the dense network on the data of the data check (clean if none); resumable from `work_dir`;
+    epochs reported to the `progress` file of the cell that trains it."""
     model = make_model(cfg, num_classes, int(cfg.seed))
     init_state = copy.deepcopy(model.state_dict())
     datamodule = make_datamodule(cfg, corruption=cfg.sanity_check.data)
     module = make_module(cfg, model, make_schedule(cfg, pretrain_epochs(cfg)))
     ckpt_dir = work_dir / "checkpoints"
-    trainer = make_trainer(cfg, pretrain_epochs(cfg), ckpt_dir, [EpochSeed(int(cfg.seed))], [])
+    callbacks = [EpochSeed(int(cfg.seed))] + ([ProgressFile(progress, "dense trunk")] if progress else [])
+    trainer = make_trainer(cfg, pretrain_epochs(cfg), ckpt_dir, callbacks, [])
     trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
     return init_state, module.model.state_dict()
 
@@ -148,7 +151,8 @@ def round_ratio(ratio: float, rounds: int) -> float:
     return 1.0 - (1.0 - ratio) ** (1.0 / rounds)
 
 
-def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: TrunkCache) -> tuple[Trunk, Masks | None]:
+def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: TrunkCache,
+                   progress: Path | None = None) -> tuple[Trunk, Masks | None]:
     """Iterative magnitude pruning: rounds 1..R-1 prune, rewind and retrain (each round cached like a trunk);
     returns the weights and masks the last round (the run's own ticket stage) prunes from."""
     rounds = int(cfg.pruner.get("rounds", 1))
@@ -159,14 +163,17 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
         spec = {**trunk_spec(cfg), "imp_round": index, "rounds": rounds, "method": cfg.pruner.method}
         previous, source = masks, current
 
-        def train_round(work: Path, previous=previous, source=source, recipe=recipe):
+        def train_round(work: Path, previous=previous, source=source, recipe=recipe, index=index):
             model = make_model(cfg, num_classes, int(cfg.seed))
             pruning = PruningCallback(lambda net: build_ticket(
                 net, recipe, init_state=trunk.init_state, trained_state=source.trained_state,
                 previous_masks=previous))
             module = make_module(cfg, model, make_schedule(cfg))
             ckpt_dir = work / "checkpoints"
-            trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, [pruning, EpochSeed(int(cfg.seed))], [])
+            callbacks = [pruning, EpochSeed(int(cfg.seed))]
+            if progress:
+                callbacks.append(ProgressFile(progress, f"IMP round {index} of {rounds}"))
+            trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, callbacks, [])
             trainer.fit(module, datamodule=make_datamodule(cfg, corruption=None),
                         ckpt_path=_last_checkpoint(ckpt_dir))
             return trunk.init_state, module.model.state_dict(), pruning.masks.state_dict()
@@ -224,10 +231,11 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     recipe = ticket_recipe(cfg)
     if method.when == "trained":
         cache = TrunkCache(cfg.paths.cache_dir)
-        trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work))
+        progress = output_dir / PROGRESS_FILE
+        trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work, progress))
         init_state = trunk.init_state
         faults.reach("trunk")
-        source, previous_masks = iterate_rounds(cfg, num_classes, trunk, cache)
+        source, previous_masks = iterate_rounds(cfg, num_classes, trunk, cache, progress)
         if rounds > 1:
             recipe = ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds))
 
@@ -255,7 +263,8 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     loggers = build_loggers(cfg, output_dir, digest)
     epochs = int(cfg.schedule.epochs)
     ckpt_dir = output_dir / "checkpoints"
-    trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, [pruning, EpochSeed(seed)], loggers)
+    callbacks = [pruning, EpochSeed(seed), ProgressFile(output_dir / PROGRESS_FILE, "ticket")]
+    trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, callbacks, loggers)
     failed = True
     try:
         if epochs == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from jackpot import faults
+from jackpot.io import write_json_atomic
 from jackpot.lightning.step_graph import DEVICE_HOOK, HOST_HOOK
 from jackpot.pruning import Masks
 
@@ -113,3 +115,16 @@ class EpochSeed(L.Callback):
         for target in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
             if hasattr(target, "set_epoch"):
                 target.set_epoch(trainer.current_epoch)
+
+
+class ProgressFile(L.Callback):
+    """Write `<output dir>/progress.json` at each epoch end: the stage (dense trunk, IMP round, ticket) and the
+    epochs done of its total, which `jackpot-tables` shows for a running or interrupted cell."""
+
+    def __init__(self, path: Path, stage: str):
+        self.path = Path(path)
+        self.stage = stage
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        write_json_atomic(self.path, {"stage": self.stage, "epoch": trainer.current_epoch + 1,
+                                      "epochs": trainer.max_epochs, "time": time.time()})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jackpot.cell_lock import is_running
-from jackpot.results import RESULTS_FILE
+from jackpot.results import PROGRESS_FILE, RESULTS_FILE
 from jackpot.run_identity import RUN_CONFIG_FILE
 
 MAX_LISTED = 10
@@ -27,6 +27,7 @@ class Unfinished:
     name: str  # the run's `name` (its sweep's table)
     running: bool
     last_written_s: float  # seconds since its newest checkpoint (or its start, before the first one)
+    progress: str = ""  # e.g. "ticket epoch 37/160", from its progress file
 
 
 def find_unfinished(roots: Sequence[Path], names: Sequence[str] | None = None,
@@ -47,8 +48,18 @@ def find_unfinished(roots: Sequence[Path], names: Sequence[str] | None = None,
             continue
         checkpoint = run_dir / "checkpoints" / "last.ckpt"
         written = (checkpoint if checkpoint.exists() else marker).stat().st_mtime
-        found.append(Unfinished(run_dir, name, is_running(run_dir), max(0.0, now - written)))
+        found.append(Unfinished(run_dir, name, is_running(run_dir), max(0.0, now - written),
+                                _progress(run_dir / PROGRESS_FILE)))
     return found
+
+
+def _progress(path: Path) -> str:
+    """`<stage> epoch k/n` from a progress file; empty when there is none (yet) or it cannot be read."""
+    try:
+        data = json.loads(path.read_text())
+        return f"{data['stage']} epoch {int(data['epoch'])}/{int(data['epochs'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def _age(seconds: float) -> str:
@@ -71,7 +82,8 @@ def describe_unfinished(unfinished: Sequence[Unfinished]) -> list[str]:
     lines = [heading]
     for u in ordered[:MAX_LISTED]:
         state = "running" if u.running else "interrupted"
-        lines.append(f"  {state:<11} {u.path}  (last written {_age(u.last_written_s)} ago)")
+        done = f"{u.progress}, " if u.progress else ""
+        lines.append(f"  {state:<11} {u.path}  ({done}last written {_age(u.last_written_s)} ago)")
     if len(ordered) > MAX_LISTED:
         lines.append(f"  ... and {len(ordered) - MAX_LISTED} more")
     return lines
