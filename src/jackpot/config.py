@@ -5,6 +5,7 @@ Each error is one line naming the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -22,6 +23,12 @@ SCALED_PRECISIONS = ("16-mixed", "16")  # float16 autocast: Lightning adds a gra
 
 class ConfigError(ValueError):
     """A user-facing configuration mistake."""
+
+
+def join_limited(items: Sequence[str], limit: int = 5) -> str:
+    """`a; b; c (and N more)`: at most `limit` items, so a one-line error stays one readable line."""
+    more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
 
 
 def _choice(key: str, value, allowed) -> None:

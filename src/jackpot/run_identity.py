@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from jackpot.config import ConfigError
+from jackpot.config import ConfigError, join_limited
 
 RUN_CONFIG_FILE = "run_config.json"
 
@@ -34,7 +34,6 @@ SPEED_ONLY = (
     "pruner.options.offload",
 )
 EXCLUDED = frozenset(NOT_THE_RUN + SPEED_ONLY)
-MAX_LISTED = 5
 
 
 def _identity_of(node: DictConfig, prefix: str = "") -> dict[str, Any]:
@@ -64,10 +63,6 @@ def identity_hash(identity: Mapping[str, Any]) -> str:
     """A short stable hash of an identity (JSON with sorted keys)."""
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def config_hash(cfg: DictConfig | Mapping[str, Any]) -> str:
-    return identity_hash(run_identity(cfg))
 
 
 def stored_identity(output_dir: Path) -> dict[str, Any] | None:
@@ -103,10 +98,8 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
 
 
 def describe_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    """The differences in one line, at most MAX_LISTED of them."""
-    changed = differences(stored, current)
-    listed = "; ".join(changed[:MAX_LISTED])
-    return listed + (f" (and {len(changed) - MAX_LISTED} more)" if len(changed) > MAX_LISTED else "")
+    """The differences in one line, at most 5 of them."""
+    return join_limited(differences(stored, current))
 
 
 def check_output_dir(output_dir: Path, identity: Mapping[str, Any]) -> None:
@@ -121,3 +114,11 @@ def check_output_dir(output_dir: Path, identity: Mapping[str, Any]) -> None:
             f"output dir {output_dir} holds a run of another config ({describe_differences(stored, identity)}); "
             f"give this variant its own name=... or remove that folder"
         )
+
+
+def holds_finished_run(output_dir: Path, identity: Mapping[str, Any]) -> bool:
+    """Whether `output_dir` holds this run, complete (skip it); ConfigError if it holds another config's work."""
+    from jackpot.results import is_complete
+
+    check_output_dir(output_dir, identity)
+    return is_complete(output_dir, identity)

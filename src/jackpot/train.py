@@ -27,8 +27,8 @@ from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
-from jackpot.results import PROGRESS_FILE, RESULTS_FILE, is_complete, read_results, write_results
-from jackpot.run_identity import RUN_CONFIG_FILE, check_output_dir, identity_hash, run_identity
+from jackpot.results import PROGRESS_FILE, RESULTS_FILE, read_results, write_results
+from jackpot.run_identity import RUN_CONFIG_FILE, holds_finished_run, identity_hash, run_identity
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.trunk import Trunk, TrunkCache
 
@@ -198,9 +198,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     identity = run_identity(cfg)
     with cell_lock(output_dir):  # CellBusy when another process runs this cell
-        if is_complete(output_dir, identity):
+        if holds_finished_run(output_dir, identity):
             return _skipped(output_dir)
-        check_output_dir(output_dir, identity)
         return _run_cell(cfg, output_dir, identity_hash(identity))
 
 

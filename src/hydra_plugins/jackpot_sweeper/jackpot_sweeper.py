@@ -18,12 +18,10 @@ from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-from jackpot.config import ConfigError, validate
+from jackpot.config import ConfigError, join_limited, validate
 from jackpot.errors import format_user_error
-from jackpot.results import is_complete
-from jackpot.run_identity import check_output_dir, run_identity
+from jackpot.run_identity import holds_finished_run, run_identity
 
-MAX_LISTED = 5
 log = logging.getLogger(__name__)
 
 
@@ -50,18 +48,13 @@ class JackpotSweeper(BasicSweeper):
             try:
                 validate(cfg)
                 output_dir = _job_output_dir(cfg)
-                if output_dir is not None:
-                    identity = run_identity(cfg)
-                    check_output_dir(output_dir, identity)
-                    if is_complete(output_dir, identity):
-                        self.complete_jobs.add(tuple(overrides))
+                if output_dir is not None and holds_finished_run(output_dir, run_identity(cfg)):
+                    self.complete_jobs.add(tuple(overrides))
             except ConfigError as err:
                 problems.append(f"[{' '.join(overrides)}]: {err}")
         if problems:
-            listed = "; ".join(problems[:MAX_LISTED])
-            more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
             error = ConfigError(
-                f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {listed}{more}"
+                f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {join_limited(problems)}"
             )
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise error
