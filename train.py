@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
@@ -16,6 +17,12 @@ from jackpot.errors import USER_ERRORS, format_user_error
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from jackpot.cell_lock import CellBusy
+    from jackpot.config import validate
+
+    try:  # before Lightning and the data loaders are imported: a bad value is reported in seconds, not ~10 s
+        validate(cfg)
+    except USER_ERRORS as err:
+        _exit_with(err)
     from jackpot.report import print_results
     from jackpot.train import run
 
@@ -33,12 +40,17 @@ def main(cfg: DictConfig) -> float | None:
         print(f"jackpot: {busy}", file=sys.stderr)
         return None
     except USER_ERRORS as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(format_user_error(err), file=sys.stderr)
-        sys.exit(2)
+        _exit_with(err)
     print_results(results)
     return results.get("final_acc")
+
+
+def _exit_with(err: BaseException) -> NoReturn:
+    """One line and exit code 2; the traceback with HYDRA_FULL_ERROR=1."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(format_user_error(err), file=sys.stderr)
+    sys.exit(2)
 
 
 def _lightning_logs_through_hydra() -> None:

@@ -1,12 +1,16 @@
-"""Datasets by config name: which loader, how many classes."""
+"""Datasets by config name: which loader, how many classes.
+
+The loaders are imported when a dataset is loaded, not here: config validation reads the names, and a bad
+value should be reported before torchvision and scikit-learn are imported (~4 s on 2 cores).
+"""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from jackpot.data.arrays import ImageArrays
-from jackpot.data.cifar import load_cifar
-from jackpot.data.digits import load_digits_arrays
+if TYPE_CHECKING:
+    from jackpot.data.arrays import ImageArrays
 
 DATASET_NAMES: tuple[str, ...] = ("cifar10", "cifar100", "digits")
 NUM_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "digits": 10}
@@ -24,5 +28,9 @@ def load_arrays(
 ) -> ImageArrays:
     """Load a dataset into uint8 HWC arrays; CIFAR errors are `DatasetError`s naming `dataset.*` keys."""
     if check_name(name) == "digits":
+        from jackpot.data.digits import load_digits_arrays
+
         return load_digits_arrays()
+    from jackpot.data.cifar import load_cifar
+
     return load_cifar(name, root, download=download, verify_md5=verify_md5)
