@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import TINY, compose_cfg
 
+from jackpot.io import torch_load_safe
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
 from jackpot.ticket import TicketRecipe, build_ticket
@@ -131,3 +132,59 @@ def test_iterative_magnitude_pruning_reaches_the_ratio_over_rounds(tmp_path, cif
     assert one_round["trunk"]["hash"] == results["trunk"]["hash"] and one_round["trunk"]["reused"]
     assert not Masks.load(tmp_path / "imp" / "run" / "masks.pt").equal(
         Masks.load(tmp_path / "oneshot" / "run" / "masks.pt"))
+
+
+def test_imp_rounds_are_shared_only_by_runs_whose_rounds_are_the_same(tmp_path, cifar_root):
+    """An intermediate round depends on the per-round ratio (so on `ratio`), and not on the final sanity check:
+    ratio=0.5 after ratio=0.75 (same trunk, same cache) must prune as it does alone, and a layerwise_rearrange
+    run must reuse the plain run's rounds and rearrange only its own final mask."""
+    imp = ["pruner=lottery", "pruner.rounds=2", "schedule.epochs=0"]
+    run(_cfg(tmp_path / "r75", cifar_root, *imp, "ratio=0.75"))
+    after = run(_cfg(tmp_path / "r50", cifar_root, *imp, "ratio=0.5"))
+    alone_cfg = _cfg(tmp_path / "alone" / "r50", cifar_root, *imp, "ratio=0.5")
+    alone = run(alone_cfg)
+    assert alone["trunk"]["reused"] is False  # its own cache: nothing shared with the 0.75 chain
+    assert [la["kept"] for la in after["layers"]] == [la["kept"] for la in alone["layers"]]
+    assert Masks.load(tmp_path / "r50" / "run" / "masks.pt").equal(
+        Masks.load(tmp_path / "alone" / "r50" / "run" / "masks.pt"))
+
+    rounds_before = sorted(p.parent.name for p in (tmp_path.parent / "trunks").rglob("trunk.pt"))
+    rearranged = run(_cfg(tmp_path / "rearranged", cifar_root, *imp, "ratio=0.5",
+                          "sanity_check=layerwise_rearrange"))
+    assert sorted(p.parent.name for p in (tmp_path.parent / "trunks").rglob("trunk.pt")) == rounds_before
+    plain = Masks.load(tmp_path / "r50" / "run" / "masks.pt")
+    moved = Masks.load(tmp_path / "rearranged" / "run" / "masks.pt")
+    assert [la["kept"] for la in rearranged["layers"]] == [la["kept"] for la in after["layers"]]
+    assert not moved.equal(plain)  # the final mask is rearranged within each layer, same counts
+    # ... and the check does not enter the rounds: run alone, it caches the plain run's round 1
+    run(_cfg(tmp_path / "fresh" / "rearranged", cifar_root, *imp, "ratio=0.5", "sanity_check=layerwise_rearrange"))
+    assert _round_masks(tmp_path / "fresh" / "trunks").equal(_round_masks(tmp_path / "alone" / "trunks"))
+
+
+def _round_masks(cache_dir: Path) -> Masks:
+    """The masks of the one cached IMP round in `cache_dir`."""
+    (spec,) = [p for p in cache_dir.glob("*/spec.json") if '"imp"' in p.read_text()]
+    return Masks(torch_load_safe(spec.parent / "trunk.pt")["masks"])
+
+
+def test_imp_rounds_retrain_on_the_data_checks_data_and_the_ticket_on_clean_data(tmp_path, cifar_root, monkeypatch):
+    """A round's retraining decides the next mask, so under a data check it sees the corrupted data, as the
+    trunk does; the run's own ticket trains on clean data."""
+    import inspect
+
+    import jackpot.train as train_module
+
+    calls: list[tuple[str, str | None]] = []  # (the function that asked for the data, its corruption)
+    make = train_module.make_datamodule
+
+    def recording(cfg, corruption):
+        calls.append((inspect.stack()[1].function, corruption))
+        return make(cfg, corruption)
+
+    monkeypatch.setattr(train_module, "make_datamodule", recording)
+    results = run(_cfg(tmp_path, cifar_root, "pruner=lottery", "pruner.rounds=2", "ratio=0.75",
+                       "sanity_check=random_labels"))
+    assert results["status"] == "complete"
+    assert calls == [("_run_cell", None),  # the ticket's training and test data
+                     ("train_trunk", "random_labels"), ("train_round", "random_labels"),
+                     ("_run_cell", "random_labels")]  # the scoring data (unused by magnitude pruning)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -112,6 +113,17 @@ def trunk_spec(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def imp_round_spec(cfg: DictConfig, index: int) -> dict[str, Any]:
+    """Everything that decides round `index` of iterative pruning (its cache key): the trunk, and the chain of
+    prunings up to it (method, rewinding, options, rounds and the overall ratio, which set the per-round ratio);
+    not the final sanity check, which applies to the run's own ticket only."""
+    pruner = cfg.pruner
+    return {**trunk_spec(cfg), "imp": {
+        "round": index, "rounds": int(pruner.rounds), "ratio": float(cfg.ratio), "method": pruner.method,
+        "ticket_weights": pruner.ticket_weights, "options": OmegaConf.to_container(pruner.options, resolve=True),
+    }}
+
+
 def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> ClassificationModule:
     """The LightningModule: one optimizer step per Lightning step, or ``trainer.steps_per_call`` of them
     (same arithmetic bit for bit, Lightning's per-batch overhead paid once per call), each replayed as a
@@ -158,9 +170,12 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
     rounds = int(cfg.pruner.get("rounds", 1))
     masks: Masks | None = None
     current = trunk
+    # The sanity checks apply to the run's own ticket only: a round prunes, rewinds and retrains like the plain
+    # method (its retraining on the data check's data, as the trunk's), so runs with other final checks share it.
+    recipe = dataclasses.replace(ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds)),
+                                 mask_check=None, weight_check=None)
     for index in range(1, rounds):
-        recipe = ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds))
-        spec = {**trunk_spec(cfg), "imp_round": index, "rounds": rounds, "method": cfg.pruner.method}
+        spec = imp_round_spec(cfg, index)
         previous, source = masks, current
 
         def train_round(work: Path, previous=previous, source=source, recipe=recipe, index=index):
@@ -174,7 +189,7 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
             if progress:
                 callbacks.append(ProgressFile(progress, f"IMP round {index} of {rounds}"))
             trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, callbacks, [])
-            trainer.fit(module, datamodule=make_datamodule(cfg, corruption=None),
+            trainer.fit(module, datamodule=make_datamodule(cfg, corruption=cfg.sanity_check.data),
                         ckpt_path=_last_checkpoint(ckpt_dir))
             return trunk.init_state, module.model.state_dict(), pruning.masks.state_dict()
 
