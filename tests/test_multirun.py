@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import train_py
 
+from hydra_plugins.jackpot_sweeper.jackpot_sweeper import shared_work_first
 from jackpot import tables
 
 # Tiny but real: one epoch of two batches, small scoring batches.
@@ -83,6 +85,30 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
     assert "4 of 4 sweep jobs are invalid, nothing was run" in proc.stderr
     assert "holds a run of another config (schedule.lr: " in proc.stderr and "-> 0.07)" in proc.stderr
     assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
+
+
+def test_jobs_that_train_a_shared_trunk_are_launched_first_and_its_readers_last(tmp_path):
+    """Sweep order is lottery s0, lottery s1, lr_rewinding s0, lr_rewinding s1, smart_ratio s0, smart_ratio s1;
+    the lr_rewinding jobs need the trunks the lottery jobs train, so they go after the smart-ratio jobs."""
+    proc = multirun(tmp_path, "sweep=quickstart", "pruner=lottery,lr_rewinding,smart_ratio", "ratio=0.9", "seed=0,1")
+    printed = proc.stdout + proc.stderr
+    assert "jackpot: 2 jobs that train shared dense trunks or IMP rounds go first, the 2 that read them last" in printed
+    launched = re.findall(r"#(\d+) : .*pruner=(\w+).*seed=(\d)", printed)
+    assert [(pruner, int(seed)) for _, pruner, seed in launched] == [
+        ("lottery", 0), ("lottery", 1), ("smart_ratio", 0), ("smart_ratio", 1), ("lr_rewinding", 0),
+        ("lr_rewinding", 1)]
+    found = results_under(tmp_path / "outputs" / "quickstart")
+    assert {key: data["trunk"]["reused"] for key, data in found.items() if data["trunk"]} == {
+        ("lottery", 0.9, 0): False, ("lottery", 0.9, 1): False,
+        ("lr_rewinding", 0.9, 0): True, ("lr_rewinding", 0.9, 1): True}
+
+
+def test_shared_work_first_keeps_each_groups_order() -> None:
+    # job -> the cache keys it needs that are missing: T* trunks, R* IMP rounds
+    missing = {"a": ["T1"], "b": [], "c": ["T1"], "d": ["T2", "R2"], "e": ["T1", "R1"], "f": [], "g": ["T2", "R2"]}
+    order, trainers, readers = shared_work_first(list(missing), missing.__getitem__)
+    assert order == ["a", "d", "b", "f", "c", "e", "g"] and (trainers, readers) == (2, 3)
+    assert shared_work_first(["b", "f"], missing.__getitem__) == (["b", "f"], 0, 0)
 
 
 @pytest.mark.slow

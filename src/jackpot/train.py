@@ -17,6 +17,7 @@ from torch import nn
 
 import jackpot
 from jackpot import faults
+from jackpot.cache_keys import imp_round_spec, pretrain_epochs, trunk_spec
 from jackpot.cell_lock import cell_lock
 from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
@@ -101,29 +102,6 @@ def _last_checkpoint(ckpt_dir: Path) -> str | None:
     return str(last) if last.exists() else None
 
 
-def trunk_spec(cfg: DictConfig) -> dict[str, Any]:
-    """Everything that decides the dense trunk (its cache key)."""
-    d = cfg.dataset
-    return {
-        "model": cfg.model.name, "dataset": d.name, "train_subset": d.train_subset, "batch_size": d.batch_size,
-        "augment": d.augment, "hflip": d.hflip, "data_check": cfg.sanity_check.data,
-        "schedule": OmegaConf.to_container(cfg.schedule, resolve=True),
-        "pretrain_epochs": pretrain_epochs(cfg), "seed": int(cfg.seed),
-        "limit_train_batches": cfg.trainer.limit_train_batches, "precision": cfg.trainer.precision,
-    }
-
-
-def imp_round_spec(cfg: DictConfig, index: int) -> dict[str, Any]:
-    """Everything that decides round `index` of iterative pruning (its cache key): the trunk, and the chain of
-    prunings up to it (method, rewinding, options, rounds and the overall ratio, which set the per-round ratio);
-    not the final sanity check, which applies to the run's own ticket only."""
-    pruner = cfg.pruner
-    return {**trunk_spec(cfg), "imp": {
-        "round": index, "rounds": int(pruner.rounds), "ratio": float(cfg.ratio), "method": pruner.method,
-        "ticket_weights": pruner.ticket_weights, "options": OmegaConf.to_container(pruner.options, resolve=True),
-    }}
-
-
 def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> ClassificationModule:
     """The LightningModule: one optimizer step per Lightning step, or ``trainer.steps_per_call`` of them
     (same arithmetic bit for bit, Lightning's per-batch overhead paid once per call), each replayed as a
@@ -136,11 +114,6 @@ def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> Classi
         return MultiStepClassificationModule(model, schedule, _channels_last(cfg), steps_per_call=steps,
                                              cuda_graph=graph)
     return ClassificationModule(model, schedule, _channels_last(cfg))
-
-
-def pretrain_epochs(cfg: DictConfig) -> int:
-    epochs = cfg.pruner.get("pretrain_epochs")
-    return int(cfg.schedule.epochs if epochs is None else epochs)
 
 
 def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path,

@@ -20,6 +20,7 @@ from filelock import FileLock
 from jackpot.io import torch_load_safe, torch_save_atomic
 
 TRUNK_FORMAT = 1
+TRUNK_FILE = "trunk.pt"
 StateDict = Mapping[str, torch.Tensor]
 
 
@@ -48,6 +49,10 @@ class TrunkCache:
     def folder(self, key: str) -> Path:
         return self.cache_dir / key
 
+    def holds(self, key: str) -> bool:
+        """The trunk (or IMP round) under `key` is stored: reading it waits for no one."""
+        return (self.folder(key) / TRUNK_FILE).exists()
+
     def obtain(
         self,
         spec: Mapping[str, Any],
@@ -57,7 +62,7 @@ class TrunkCache:
         key = trunk_hash(spec)
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "trunk.pt"
+        path = folder / TRUNK_FILE
         with FileLock(str(folder / "trunk.lock")):
             if path.exists():
                 stored = torch_load_safe(path)

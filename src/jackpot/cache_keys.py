@@ -1,0 +1,55 @@
+"""What decides each piece of work that runs share through the trunk cache: the dense trunk and the rounds of
+iterative pruning. Read by a run (to find or store them) and by the sweeper (to launch the jobs that train them
+first), so this module imports neither Lightning nor the data loaders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from jackpot.pruning.pruner import METHODS
+from jackpot.trunk import TrunkCache, trunk_hash
+
+
+def pretrain_epochs(cfg: DictConfig) -> int:
+    epochs = cfg.pruner.get("pretrain_epochs")
+    return int(cfg.schedule.epochs if epochs is None else epochs)
+
+
+def trunk_spec(cfg: DictConfig) -> dict[str, Any]:
+    """Everything that decides the dense trunk (its cache key)."""
+    d = cfg.dataset
+    return {
+        "model": cfg.model.name, "dataset": d.name, "train_subset": d.train_subset, "batch_size": d.batch_size,
+        "augment": d.augment, "hflip": d.hflip, "data_check": cfg.sanity_check.data,
+        "schedule": OmegaConf.to_container(cfg.schedule, resolve=True),
+        "pretrain_epochs": pretrain_epochs(cfg), "seed": int(cfg.seed),
+        "limit_train_batches": cfg.trainer.limit_train_batches, "precision": cfg.trainer.precision,
+    }
+
+
+def imp_round_spec(cfg: DictConfig, index: int) -> dict[str, Any]:
+    """Everything that decides round `index` of iterative pruning (its cache key): the trunk, and the chain of
+    prunings up to it (method, rewinding, options, rounds and the overall ratio, which set the per-round ratio);
+    not the final sanity check, which applies to the run's own ticket only."""
+    pruner = cfg.pruner
+    return {**trunk_spec(cfg), "imp": {
+        "round": index, "rounds": int(pruner.rounds), "ratio": float(cfg.ratio), "method": pruner.method,
+        "ticket_weights": pruner.ticket_weights, "options": OmegaConf.to_container(pruner.options, resolve=True),
+    }}
+
+
+def shared_work(cfg: DictConfig) -> list[str]:
+    """The cache keys of the shared work this run needs, in the order it needs them (trunk, then rounds 1..R-1);
+    empty for masks made at init."""
+    if METHODS[cfg.pruner.method].when != "trained":
+        return []
+    rounds = int(cfg.pruner.get("rounds", 1))
+    return [trunk_hash(trunk_spec(cfg))] + [trunk_hash(imp_round_spec(cfg, i)) for i in range(1, rounds)]
+
+
+def missing_work(cfg: DictConfig) -> list[str]:
+    """`shared_work` not yet in the run's trunk cache."""
+    cache = TrunkCache(cfg.paths.cache_dir)
+    return [key for key in shared_work(cfg) if not cache.holds(key)]
