@@ -182,8 +182,8 @@ def test_imp_rounds_retrain_on_the_data_checks_data_and_the_ticket_on_clean_data
         return make(cfg, corruption)
 
     monkeypatch.setattr(train_module, "make_datamodule", recording)
-    results = run(_cfg(tmp_path, cifar_root, "pruner=lottery", "pruner.rounds=2", "ratio=0.75",
-                       "sanity_check=random_labels"))
+    results = run(_cfg(tmp_path / "imp", cifar_root, "pruner=lottery", "pruner.rounds=2", "ratio=0.75",
+                       "sanity_check=random_labels"))  # its own trunk cache: tmp_path / "trunks"
     assert results["status"] == "complete"
     assert calls == [("_run_cell", None),  # the ticket's training and test data
                      ("train_trunk", "random_labels"), ("train_round", "random_labels"),
