@@ -11,10 +11,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import train_py
+from conftest import lock_held_by_another_process, train_py
 
-from hydra_plugins.jackpot_sweeper.jackpot_sweeper import shared_work_first
 from jackpot import tables
+from jackpot.cell_lock import LOCK_FILE
+from jackpot.results import PROGRESS_FILE
+from jackpot.run_identity import RUN_CONFIG_FILE
+from jackpot.sweep_plan import job_state, shared_work_first
 
 # Tiny but real: one epoch of two batches, small scoring batches.
 TINY_SWEEP = ["trainer.limit_train_batches=2", "schedule.epochs=1", "schedule.milestones=[]",
@@ -89,14 +92,28 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
 
 def test_jobs_that_train_a_shared_trunk_are_launched_first_and_its_readers_last(tmp_path):
     """Sweep order is lottery s0, lottery s1, lr_rewinding s0, lr_rewinding s1, smart_ratio s0, smart_ratio s1;
-    the lr_rewinding jobs need the trunks the lottery jobs train, so they go after the smart-ratio jobs."""
-    proc = multirun(tmp_path, "sweep=quickstart", "pruner=lottery,lr_rewinding,smart_ratio", "ratio=0.9", "seed=0,1")
+    the lr_rewinding jobs need the trunks the lottery jobs train, so they go after the smart-ratio jobs.
+    A dry run prints that plan and launches nothing."""
+    sweep = ["sweep=quickstart", "pruner=lottery,lr_rewinding,smart_ratio", "ratio=0.9", "seed=0,1"]
+    order = [("lottery", 0), ("lottery", 1), ("smart_ratio", 0), ("smart_ratio", 1), ("lr_rewinding", 0),
+             ("lr_rewinding", 1)]
+    roles = ["trains", "trains", "-", "-", "reads", "reads"]
+    trunk_first = "jackpot: 2 jobs that train shared dense trunks or IMP rounds go first, the 2 that read them last"
+
+    dry = multirun(tmp_path, *sweep, "hydra.sweeper.dry_run=true")
+    printed = dry.stdout + dry.stderr
+    assert trunk_first in printed and "6 jobs would be launched, in the order above; nothing launched" in printed
+    planned = re.findall(r"#(\d+) (trains|reads|-) (new): .*pruner=(\w+).*seed=(\d)", printed)
+    assert [(int(i), role, state, (pruner, int(seed))) for i, role, state, pruner, seed in planned] == [
+        (i, role, "new", cell) for i, (role, cell) in enumerate(zip(roles, order, strict=True))]
+    assert "Launching" not in printed and not (tmp_path / ".cache").exists()
+    assert not list(tmp_path.rglob("run_config.json"))
+
+    proc = multirun(tmp_path, *sweep)
     printed = proc.stdout + proc.stderr
-    assert "jackpot: 2 jobs that train shared dense trunks or IMP rounds go first, the 2 that read them last" in printed
+    assert trunk_first in printed
     launched = re.findall(r"#(\d+) : .*pruner=(\w+).*seed=(\d)", printed)
-    assert [(pruner, int(seed)) for _, pruner, seed in launched] == [
-        ("lottery", 0), ("lottery", 1), ("smart_ratio", 0), ("smart_ratio", 1), ("lr_rewinding", 0),
-        ("lr_rewinding", 1)]
+    assert [(pruner, int(seed)) for _, pruner, seed in launched] == order
     found = results_under(tmp_path / "outputs" / "quickstart")
     assert {key: data["trunk"]["reused"] for key, data in found.items() if data["trunk"]} == {
         ("lottery", 0.9, 0): False, ("lottery", 0.9, 1): False,
@@ -106,9 +123,20 @@ def test_jobs_that_train_a_shared_trunk_are_launched_first_and_its_readers_last(
 def test_shared_work_first_keeps_each_groups_order() -> None:
     # job -> the cache keys it needs that are missing: T* trunks, R* IMP rounds
     missing = {"a": ["T1"], "b": [], "c": ["T1"], "d": ["T2", "R2"], "e": ["T1", "R1"], "f": [], "g": ["T2", "R2"]}
-    order, trainers, readers = shared_work_first(list(missing), missing.__getitem__)
-    assert order == ["a", "d", "b", "f", "c", "e", "g"] and (trainers, readers) == (2, 3)
-    assert shared_work_first(["b", "f"], missing.__getitem__) == (["b", "f"], 0, 0)
+    assert shared_work_first(list(missing), missing.__getitem__) == (["a", "d"], ["b", "f"], ["c", "e", "g"])
+    assert shared_work_first(["b", "f"], missing.__getitem__) == ([], ["b", "f"], [])
+
+
+def test_a_dry_run_tells_new_resumed_and_running_cells_apart(tmp_path) -> None:
+    cell = tmp_path / "cell"
+    assert job_state(cell) == "new"
+    cell.mkdir()
+    (cell / RUN_CONFIG_FILE).write_text("{}")
+    assert job_state(cell) == "resumes"
+    (cell / PROGRESS_FILE).write_text(json.dumps({"stage": "dense trunk", "epoch": 37, "epochs": 160}))
+    assert job_state(cell) == "resumes (dense trunk epoch 37/160)"
+    with lock_held_by_another_process(cell / LOCK_FILE):
+        assert job_state(cell) == "running elsewhere (skips)"
 
 
 @pytest.mark.slow

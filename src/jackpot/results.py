@@ -26,6 +26,15 @@ def write_results(output_dir: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def read_progress(output_dir: str | Path) -> str:
+    """`<stage> epoch k/n` from a run's progress file; empty when there is none (yet) or it cannot be read."""
+    try:
+        data = json.loads((Path(output_dir) / PROGRESS_FILE).read_text())
+        return f"{data['stage']} epoch {int(data['epoch'])}/{int(data['epochs'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def read_results(path: str | Path) -> dict[str, Any]:
     """Parse and check one results file; raise MalformedResults saying what is wrong."""
     path = Path(path)

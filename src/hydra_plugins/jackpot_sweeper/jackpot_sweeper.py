@@ -12,6 +12,9 @@ idling on its lock: one job per missing trunk first (it trains it), then the job
 then the ones that will read the trunks the first ones train. Launchers start jobs in the order given (Ray's
 queue, SLURM array indices), so on N GPUs the readers start once the trunks are ready, instead of N-1 of
 them holding a GPU for a whole dense training while one job trains the trunk they all wait for.
+
+`hydra.sweeper.dry_run=true` does all of that and prints the jobs it would launch, in order, instead of
+launching them.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
@@ -29,23 +31,27 @@ from jackpot.cache_keys import missing_work
 from jackpot.config import ConfigError, join_limited, validate
 from jackpot.errors import format_user_error
 from jackpot.run_identity import holds_finished_run, run_identity
+from jackpot.sweep_plan import JobPlan, job_state, shared_work_first
 
 log = logging.getLogger(__name__)
-Job = TypeVar("Job")
+JobKey = tuple[str, ...]
 
 
 class JackpotSweeper(BasicSweeper):
     """`hydra/sweeper=jackpot` (the default in conf/hydra/default.yaml)."""
+
+    def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None,
+                 dry_run: bool = False) -> None:
+        super().__init__(max_batch_size, params)
+        self.dry_run = dry_run
+        self.plans: dict[JobKey, JobPlan] = {}
 
     def sweep(self, arguments: list[str]):
         from hydra.core.hydra_config import HydraConfig
 
         # `${hydra:runtime.cwd}` (paths.root_dir) appears in hydra.sweep.dir, which the sweeper reads in the driver
         HydraConfig.instance().set_config(self.config)
-        self.complete_jobs: set[tuple[str, ...]] = set()
-        # per job, the shared work (trunk, IMP rounds) it needs that is not cached yet; None: order left alone
-        self.missing_work: dict[tuple[str, ...], list[str]] | None = {}
-        self.launcher = LaunchUnfinished(self.launcher, self.complete_jobs, self)
+        self.launcher = LaunchUnfinished(self.launcher, self)
         return super().sweep(arguments)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
@@ -58,13 +64,11 @@ class JackpotSweeper(BasicSweeper):
             cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
             try:
                 validate(cfg)
-                output_dir = _job_output_dir(cfg)
-                if output_dir is not None and holds_finished_run(output_dir, run_identity(cfg)):
-                    self.complete_jobs.add(tuple(overrides))
-                elif output_dir is None:  # a job's dir depends on its launch position: keep the positions
-                    self.missing_work = None
-                elif self.missing_work is not None:
-                    self.missing_work[tuple(overrides)] = missing_work(cfg)
+                plan = JobPlan(_job_output_dir(cfg))
+                if plan.output_dir is not None:
+                    plan.complete = holds_finished_run(plan.output_dir, run_identity(cfg))
+                    plan.missing_work = [] if plan.complete else missing_work(cfg)
+                self.plans[tuple(overrides)] = plan
             except ConfigError as err:
                 problems.append(f"[{' '.join(overrides)}]: {err}")
         if problems:
@@ -79,51 +83,42 @@ class JackpotSweeper(BasicSweeper):
 
 class LaunchUnfinished:
     """The configured launcher (basic, Ray, submitit), handed only the jobs whose cell is not complete, those
-    that train shared work first."""
+    that train shared work first; with `hydra.sweeper.dry_run=true`, handed nothing: the plan is printed."""
 
-    def __init__(self, launcher, complete_jobs: set[tuple[str, ...]], sweeper: JackpotSweeper) -> None:
+    def __init__(self, launcher, sweeper: JackpotSweeper) -> None:
         self.launcher = launcher
-        self.complete_jobs = complete_jobs
         self.sweeper = sweeper
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        todo = [overrides for overrides in job_overrides if tuple(overrides) not in self.complete_jobs]
+        plans = self.sweeper.plans
+        todo = [overrides for overrides in job_overrides if not plans[tuple(overrides)].complete]
         done = len(job_overrides) - len(todo)
         if done and todo:
             log.info(f"jackpot: {done} of {len(job_overrides)} jobs already complete, not launched; "
                      f"launching {len(todo)}")
         elif done:
             log.info(f"jackpot: all {done} jobs already complete, nothing launched")
-        missing = self.sweeper.missing_work
-        if missing is not None and todo:
-            todo, trainers, readers = shared_work_first(todo, lambda job: missing.get(tuple(job), []))
+        trainers: list = []
+        readers: list = []
+        # a job whose output dir depends on its launch position keeps its position
+        if all(plans[tuple(job)].output_dir is not None for job in todo):
+            trainers, free, readers = shared_work_first(todo, lambda job: plans[tuple(job)].missing_work)
+            todo = trainers + free + readers
             if trainers and readers:
-                log.info(f"jackpot: {trainers} jobs that train shared dense trunks or IMP rounds go first, "
-                         f"the {readers} that read them last")
+                log.info(f"jackpot: {len(trainers)} jobs that train shared dense trunks or IMP rounds go first, "
+                         f"the {len(readers)} that read them last")
+        if self.sweeper.dry_run:
+            roles = {**{tuple(job): "trains" for job in trainers}, **{tuple(job): "reads" for job in readers}}
+            for index, job in enumerate(todo, start=initial_job_idx):
+                state = job_state(plans[tuple(job)].output_dir)
+                log.info(f"  #{index} {roles.get(tuple(job), '-')} {state}: {' '.join(job)}")
+            log.info(f"jackpot: dry run (hydra.sweeper.dry_run=true): {len(todo)} jobs would be launched, "
+                     "in the order above; nothing launched")
+            return []
         return self.launcher.launch(todo, initial_job_idx=initial_job_idx) if todo else []
 
     def __getattr__(self, name: str):
         return getattr(self.launcher, name)
-
-
-def shared_work_first(jobs: Sequence[Job], missing: Callable[[Job], list[str]]) -> tuple[list[Job], int, int]:
-    """(jobs reordered, how many train shared work, how many read it): first the jobs whose first missing piece
-    no earlier job claims (each trains its pieces), then those missing nothing, then the rest (they read what the
-    first ones train). Stable within each group."""
-    trainers: list[Job] = []
-    free: list[Job] = []
-    readers: list[Job] = []
-    claimed: set[str] = set()
-    for job in jobs:
-        needs = missing(job)
-        if not needs:
-            free.append(job)
-        elif needs[0] in claimed:
-            readers.append(job)
-        else:
-            trainers.append(job)
-            claimed.update(needs)
-    return trainers + free + readers, len(trainers), len(readers)
 
 
 def _job_output_dir(cfg) -> Path | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jackpot.cell_lock import is_running
-from jackpot.results import PROGRESS_FILE, RESULTS_FILE
+from jackpot.results import RESULTS_FILE, read_progress
 from jackpot.run_identity import RUN_CONFIG_FILE
 
 MAX_LISTED = 10
@@ -49,17 +49,8 @@ def find_unfinished(roots: Sequence[Path], names: Sequence[str] | None = None,
         checkpoint = run_dir / "checkpoints" / "last.ckpt"
         written = (checkpoint if checkpoint.exists() else marker).stat().st_mtime
         found.append(Unfinished(run_dir, name, is_running(run_dir), max(0.0, now - written),
-                                _progress(run_dir / PROGRESS_FILE)))
+                                read_progress(run_dir)))
     return found
-
-
-def _progress(path: Path) -> str:
-    """`<stage> epoch k/n` from a progress file; empty when there is none (yet) or it cannot be read."""
-    try:
-        data = json.loads(path.read_text())
-        return f"{data['stage']} epoch {int(data['epoch'])}/{int(data['epochs'])}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
 
 
 def _age(seconds: float) -> str:
