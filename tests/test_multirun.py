@@ -109,11 +109,15 @@ def test_jobs_that_train_a_shared_trunk_are_launched_first_and_its_readers_last(
     assert "Launching" not in printed and not (tmp_path / ".cache").exists()
     assert not list(tmp_path.rglob("run_config.json"))
 
-    proc = multirun(tmp_path, *sweep)
+    # wait_for_trunks: the readers in a second launch, numbered on from the first
+    proc = multirun(tmp_path, *sweep, "hydra.sweeper.wait_for_trunks=true")
     printed = proc.stdout + proc.stderr
     assert trunk_first in printed
-    launched = re.findall(r"#(\d+) : .*pruner=(\w+).*seed=(\d)", printed)
-    assert [(pruner, int(seed)) for _, pruner, seed in launched] == order
+    launches = printed.split("Launching ")[1:]
+    assert [launch.split(" jobs locally")[0] for launch in launches] == ["4", "2"]
+    launched = [re.findall(r"#(\d+) : .*pruner=(\w+).*seed=(\d)", launch) for launch in launches]
+    assert [[(int(i), pruner, int(seed)) for i, pruner, seed in jobs] for jobs in launched] == [
+        [(i, *cell) for i, cell in enumerate(order[:4])], [(i, *cell) for i, cell in enumerate(order[4:], start=4)]]
     found = results_under(tmp_path / "outputs" / "quickstart")
     assert {key: data["trunk"]["reused"] for key, data in found.items() if data["trunk"]} == {
         ("lottery", 0.9, 0): False, ("lottery", 0.9, 1): False,

@@ -13,6 +13,11 @@ then the ones that will read the trunks the first ones train. Launchers start jo
 queue, SLURM array indices), so on N GPUs the readers start once the trunks are ready, instead of N-1 of
 them holding a GPU for a whole dense training while one job trains the trunk they all wait for.
 
+When there are more GPUs than jobs that need no missing trunk, readers still start before their trunk is
+ready; `hydra.sweeper.wait_for_trunks=true` launches them only once the first launch (the trainers and the
+jobs that need no missing trunk) has finished, so no GPU is ever held waiting for a trunk (on a shared SLURM
+cluster), at the price of the slowest first-launch job's tail.
+
 `hydra.sweeper.dry_run=true` does all of that and prints the jobs it would launch, in order, instead of
 launching them.
 """
@@ -41,9 +46,10 @@ class JackpotSweeper(BasicSweeper):
     """`hydra/sweeper=jackpot` (the default in conf/hydra/default.yaml)."""
 
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, wait_for_trunks: bool = False) -> None:
         super().__init__(max_batch_size, params)
         self.dry_run = dry_run
+        self.wait_for_trunks = wait_for_trunks
         self.plans: dict[JobKey, JobPlan] = {}
 
     def sweep(self, arguments: list[str]):
@@ -112,9 +118,16 @@ class LaunchUnfinished:
             for index, job in enumerate(todo, start=initial_job_idx):
                 state = job_state(plans[tuple(job)].output_dir)
                 log.info(f"  #{index} {roles.get(tuple(job), '-')} {state}: {' '.join(job)}")
+            waits = f", the last {len(readers)} once the others finished" if self.sweeper.wait_for_trunks else ""
             log.info(f"jackpot: dry run (hydra.sweeper.dry_run=true): {len(todo)} jobs would be launched, "
-                     "in the order above; nothing launched")
+                     f"in the order above{waits}; nothing launched")
             return []
+        if self.sweeper.wait_for_trunks and readers and len(readers) < len(todo):
+            first = todo[:len(todo) - len(readers)]
+            log.info(f"jackpot: launching the {len(readers)} jobs that read shared trunks once these {len(first)} "
+                     "finished (hydra.sweeper.wait_for_trunks=true)")
+            results = list(self.launcher.launch(first, initial_job_idx=initial_job_idx))
+            return results + list(self.launcher.launch(readers, initial_job_idx=initial_job_idx + len(first)))
         return self.launcher.launch(todo, initial_job_idx=initial_job_idx) if todo else []
 
     def __getattr__(self, name: str):
