@@ -9,15 +9,17 @@ import re
 import statistics
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import lock_held_by_another_process, train_py
 
+from hydra_plugins.jackpot_sweeper.jackpot_sweeper import LaunchUnfinished
 from jackpot import tables
 from jackpot.cell_lock import LOCK_FILE
 from jackpot.results import PROGRESS_FILE
 from jackpot.run_identity import RUN_CONFIG_FILE
-from jackpot.sweep_plan import job_state, shared_work_first
+from jackpot.sweep_plan import JobPlan, job_state, shared_work_first
 
 # Tiny but real: one epoch of two batches, small scoring batches.
 TINY_SWEEP = ["trainer.limit_train_batches=2", "schedule.epochs=1", "schedule.milestones=[]",
@@ -129,6 +131,36 @@ def test_shared_work_first_keeps_each_groups_order() -> None:
     missing = {"a": ["T1"], "b": [], "c": ["T1"], "d": ["T2", "R2"], "e": ["T1", "R1"], "f": [], "g": ["T2", "R2"]}
     assert shared_work_first(list(missing), missing.__getitem__) == (["a", "d"], ["b", "f"], ["c", "e", "g"])
     assert shared_work_first(["b", "f"], missing.__getitem__) == ([], ["b", "f"], [])
+
+
+class _Launcher:
+    """A launcher like Ray's or submitit's: `launch` returns when its jobs end and raises a failed job's error."""
+
+    def __init__(self, failing_launch: int | None = None) -> None:
+        self.calls: list[tuple[list, int]] = []
+        self.failing_launch = failing_launch
+
+    def launch(self, jobs, initial_job_idx: int):
+        self.calls.append(([" ".join(job) for job in jobs], initial_job_idx))
+        if len(self.calls) == self.failing_launch:
+            raise RuntimeError("a job failed")
+        return [f"result {i}" for i in range(initial_job_idx, initial_job_idx + len(jobs))]
+
+
+@pytest.mark.parametrize("failing_launch", [None, 1])
+def test_wait_for_trunks_launches_the_readers_after_the_rest_even_when_a_job_failed(tmp_path, failing_launch):
+    missing = {"a": ["T1"], "b": [], "c": ["T1"], "d": ["T2"]}
+    plans = {(job,): JobPlan(tmp_path / job, missing_work=needs) for job, needs in missing.items()}
+    sweeper = SimpleNamespace(dry_run=False, wait_for_trunks=True, plans=plans)
+    launcher = _Launcher(failing_launch)
+    launch = LaunchUnfinished(launcher, sweeper).launch
+    jobs = [[job] for job in missing]
+    if failing_launch:
+        with pytest.raises(RuntimeError, match="a job failed"):
+            launch(jobs, initial_job_idx=5)
+    else:
+        assert launch(jobs, initial_job_idx=5) == [f"result {i}" for i in range(5, 9)]
+    assert launcher.calls == [(["a", "d", "b"], 5), (["c"], 8)]
 
 
 def test_a_dry_run_tells_new_resumed_and_running_cells_apart(tmp_path) -> None:

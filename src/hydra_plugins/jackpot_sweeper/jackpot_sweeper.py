@@ -126,7 +126,13 @@ class LaunchUnfinished:
             first = todo[:len(todo) - len(readers)]
             log.info(f"jackpot: launching the {len(readers)} jobs that read shared trunks once these {len(first)} "
                      "finished (hydra.sweeper.wait_for_trunks=true)")
-            results = list(self.launcher.launch(first, initial_job_idx=initial_job_idx))
+            try:
+                results = list(self.launcher.launch(first, initial_job_idx=initial_job_idx))
+            except Exception:  # Ray and submitit raise a failed job's error: the readers still run, as they do
+                # without the wait (one that finds its trunk missing trains it), then the error is raised
+                readers_results = self.launcher.launch(readers, initial_job_idx=initial_job_idx + len(first))
+                log.info(f"jackpot: {len(readers_results)} reader jobs ran after a failed first launch")
+                raise
             return results + list(self.launcher.launch(readers, initial_job_idx=initial_job_idx + len(first)))
         return self.launcher.launch(todo, initial_job_idx=initial_job_idx) if todo else []
 
