@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_cfg, lock_held_by_another_process, train_py
+from conftest import REPO, TINY, compose_cfg, lock_held_by_another_process, train_py
 
 from jackpot import tables
+from jackpot.cache_keys import trunk_spec
 from jackpot.cell_lock import LOCK_FILE, CellBusy
 from jackpot.config import ConfigError
 from jackpot.io import torch_load_safe
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
 from jackpot.pruning.budget import smart_ratio_counts
+from jackpot.results import PROGRESS_FILE, read_progress
 from jackpot.train import run
+from jackpot.trunk import trunk_hash
 
 
 def _cfg(tmp_path: Path, cifar_root: Path, *overrides: str):
@@ -136,6 +142,35 @@ def test_an_interrupted_run_shows_its_stage_and_epoch_in_jackpot_tables(tmp_path
     assert tables.main([str(tmp_path / "outputs"), "--format", "rich"]) == 1  # no results yet
     out = capsys.readouterr().out
     assert f"  interrupted {run_dir}  (dense trunk epoch 2/2, last written " in out
+
+
+def test_a_job_waiting_for_its_trunk_says_so_in_the_log_and_in_jackpot_tables(tmp_path, cifar_root, capsys):
+    args = [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
+            "pruner=lr_rewinding", "ratio=0.5", "name=watch", f"paths.root_dir={tmp_path}"]
+    cfg = compose_cfg(tmp_path, args)
+    trunk_dir = Path(cfg.paths.cache_dir) / trunk_hash(trunk_spec(cfg))
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+    with lock_held_by_another_process(trunk_dir / "trunk.lock"):  # as a job training this trunk holds it
+        job = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not list((tmp_path / "outputs").rglob(PROGRESS_FILE)) and time.monotonic() < deadline:
+                assert job.poll() is None, job.stdout.read()[-3000:]
+                time.sleep(0.2)
+            (run_dir,) = [progress.parent for progress in (tmp_path / "outputs").rglob(PROGRESS_FILE)]
+            assert read_progress(run_dir) == "waiting for the dense trunk another job trains"
+            assert tables.main([str(tmp_path / "outputs"), "--format", "rich"]) == 1  # no results yet
+            listed = capsys.readouterr().out
+            assert f"  running     {run_dir}  (waiting for the dense trunk another job trains, last written " in listed
+        except BaseException:
+            job.kill()
+            raise
+    # the holder is gone without a trunk: the job trains it itself and completes
+    out, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, out[-3000:]
+    assert f"jackpot: waiting for the dense trunk that another job is training ({trunk_dir})" in out
+    assert read_progress(run_dir) == "ticket epoch 2/2"
 
 
 def test_layerwise_rearrange_keeps_counts_and_moves_positions(tmp_path, cifar_root):

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_cfg
+from conftest import TINY, compose_cfg, lock_held_by_another_process
 
 from jackpot.io import torch_load_safe
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
+from jackpot.results import PROGRESS_FILE, read_progress
 from jackpot.ticket import TicketRecipe, build_ticket
-from jackpot.train import run
+from jackpot.train import _waiting_notice, run
 from jackpot.trunk import TrunkCache, trunk_hash
 
 TRAINED = ["pruner.pretrain_epochs=2", "schedule.epochs=1", "schedule.milestones=[]"]
@@ -188,3 +191,34 @@ def test_imp_rounds_retrain_on_the_data_checks_data_and_the_ticket_on_clean_data
     assert calls == [("_run_cell", None),  # the ticket's training and test data
                      ("train_trunk", "random_labels"), ("train_round", "random_labels"),
                      ("_run_cell", "random_labels")]  # the scoring data (unused by magnitude pruning)
+
+
+def test_a_job_waiting_for_a_trunk_another_process_trains_says_so(tmp_path, caplog):
+    """`on_wait` runs once, before the wait, only when another process holds the trunk; the run's notice goes to
+    the log and to its progress file, which `jackpot-tables` shows."""
+    cache, spec = TrunkCache(tmp_path / "cache"), {"seed": 0, "model": "x"}
+    folder = cache.folder(trunk_hash(spec))
+    state = {"w": torch.ones(2)}
+    waited: list[Path] = []
+    waiting = threading.Event()
+
+    def on_wait(where: Path) -> None:
+        waited.append(where)
+        waiting.set()
+
+    with lock_held_by_another_process(folder / "trunk.lock"):
+        reader = threading.Thread(target=lambda: waited.append(cache.obtain(spec, lambda work: (state, state),
+                                                                             on_wait=on_wait)))
+        reader.start()
+        assert waiting.wait(30) and reader.is_alive()  # told, and still waiting while the holder lives
+    reader.join(30)
+    assert waited[0] == folder and waited[1].reused is False  # the holder died without a trunk: it trains it
+    again: list[Path] = []
+    assert cache.obtain(spec, lambda work: (state, state), on_wait=again.append).reused and again == []
+
+    progress = tmp_path / "cell" / PROGRESS_FILE
+    progress.parent.mkdir()
+    with caplog.at_level(logging.INFO, logger="jackpot.train"):
+        _waiting_notice(progress, "dense trunk")(folder)
+    assert f"jackpot: waiting for the dense trunk that another job is training ({folder})" in caplog.text
+    assert read_progress(progress.parent) == "waiting for the dense trunk another job trains"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,21 @@ def write_results(output_dir: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def write_progress(path: str | Path, stage: str, epoch: int | None = None, epochs: int | None = None) -> None:
+    """Rewrite a run's progress file (atomically): its stage, and the epochs done of the stage's total if it trains."""
+    payload: dict[str, Any] = {"stage": stage, "time": time.time()}
+    if epochs is not None:
+        payload.update(epoch=epoch, epochs=epochs)
+    write_json_atomic(Path(path), payload)
+
+
 def read_progress(output_dir: str | Path) -> str:
-    """`<stage> epoch k/n` from a run's progress file; empty when there is none (yet) or it cannot be read."""
+    """`<stage> epoch k/n` (or just the stage, e.g. while waiting for a trunk) from a run's progress file; empty
+    when there is none (yet) or it cannot be read."""
     try:
         data = json.loads((Path(output_dir) / PROGRESS_FILE).read_text())
+        if "epochs" not in data:
+            return str(data["stage"])
         return f"{data['stage']} epoch {int(data['epoch'])}/{int(data['epochs'])}"
     except (OSError, ValueError, KeyError, TypeError):
         return ""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,12 @@ from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
-from jackpot.results import PROGRESS_FILE, RESULTS_FILE, read_results, write_results
+from jackpot.results import PROGRESS_FILE, RESULTS_FILE, read_progress, read_results, write_progress, write_results
 from jackpot.run_identity import RUN_CONFIG_FILE, holds_finished_run, identity_hash, run_identity
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.trunk import Trunk, TrunkCache
 
+log = logging.getLogger(__name__)
 REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + this
 
 
@@ -131,6 +134,18 @@ def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path,
     return init_state, module.model.state_dict()
 
 
+def _waiting_notice(progress: Path | None, what: str) -> Callable[[Path], None]:
+    """Say, in the log and in the cell's progress file (`jackpot-tables` lists it), that this job waits for
+    shared work another job is doing: else it looks hung for as long as a dense training takes."""
+
+    def notice(folder: Path) -> None:
+        log.info(f"jackpot: waiting for the {what} that another job is training ({folder})")
+        if progress is not None:
+            write_progress(progress, f"waiting for the {what} another job trains")
+
+    return notice
+
+
 def round_ratio(ratio: float, rounds: int) -> float:
     """The fraction each of `rounds` magnitude-pruning rounds removes so that `ratio` is removed in the end."""
     return 1.0 - (1.0 - ratio) ** (1.0 / rounds)
@@ -166,7 +181,7 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
                         ckpt_path=_last_checkpoint(ckpt_dir))
             return trunk.init_state, module.model.state_dict(), pruning.masks.state_dict()
 
-        current = cache.obtain(spec, train_round)
+        current = cache.obtain(spec, train_round, on_wait=_waiting_notice(progress, f"IMP round {index} of {rounds}"))
         masks = Masks(current.masks)
     return current, masks
 
@@ -219,10 +234,13 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     if method.when == "trained":
         cache = TrunkCache(cfg.paths.cache_dir)
         progress = output_dir / PROGRESS_FILE
-        trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work, progress))
+        trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work, progress),
+                             on_wait=_waiting_notice(progress, "dense trunk"))
         init_state = trunk.init_state
         faults.reach("trunk")
         source, previous_masks = iterate_rounds(cfg, num_classes, trunk, cache, progress)
+        if read_progress(output_dir).startswith("waiting for"):  # the wait is over
+            write_progress(progress, "making the ticket")
         if rounds > 1:
             recipe = ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds))
 

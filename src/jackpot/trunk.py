@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from jackpot.io import torch_load_safe, torch_save_atomic
 
@@ -57,13 +57,22 @@ class TrunkCache:
         self,
         spec: Mapping[str, Any],
         train: Callable[[Path], tuple[StateDict, StateDict] | tuple[StateDict, StateDict, StateDict]],
+        on_wait: Callable[[Path], None] | None = None,
     ) -> Trunk:
-        """Return the trunk for `spec`, training it with `train(work_dir) -> (init, trained[, masks])` if absent."""
+        """Return the trunk for `spec`, training it with `train(work_dir) -> (init, trained[, masks])` if absent;
+        `on_wait(folder)` is called first when another process holds it (training it), before waiting."""
         key = trunk_hash(spec)
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / TRUNK_FILE
-        with FileLock(str(folder / "trunk.lock")):
+        lock = FileLock(str(folder / "trunk.lock"))
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            if on_wait is not None:
+                on_wait(folder)
+            lock.acquire()
+        try:
             if path.exists():
                 stored = torch_load_safe(path)
                 return Trunk(key, path, True, stored["init"], stored["trained"], stored.get("masks"))
@@ -75,3 +84,5 @@ class TrunkCache:
             }
             torch_save_atomic(payload, path)
             return Trunk(key, path, False, payload["init"], payload["trained"], payload.get("masks"))
+        finally:
+            lock.release()

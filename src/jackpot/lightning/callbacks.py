@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import numpy as np
 import torch
 
 from jackpot import faults
-from jackpot.io import write_json_atomic
 from jackpot.lightning.step_graph import DEVICE_HOOK, HOST_HOOK
 from jackpot.pruning import Masks
+from jackpot.results import write_progress
 
 
 class PruningCallback(L.Callback):
@@ -126,5 +125,4 @@ class ProgressFile(L.Callback):
         self.stage = stage
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        write_json_atomic(self.path, {"stage": self.stage, "epoch": trainer.current_epoch + 1,
-                                      "epochs": trainer.max_epochs, "time": time.time()})
+        write_progress(self.path, self.stage, trainer.current_epoch + 1, trainer.max_epochs)
