@@ -199,7 +199,7 @@ def test_a_job_waiting_for_a_trunk_another_process_trains_says_so(tmp_path, capl
     cache, spec = TrunkCache(tmp_path / "cache"), {"seed": 0, "model": "x"}
     folder = cache.folder(trunk_hash(spec))
     state = {"w": torch.ones(2)}
-    waited: list[Path] = []
+    waited: list = []  # the folder on_wait was told, then the trunk obtain returned
     waiting = threading.Event()
 
     def on_wait(where: Path) -> None:
