@@ -79,7 +79,7 @@ TINY = [
 def lock_held_by_another_process(lock_path: Path) -> Iterator[None]:
     """`lock_path` flock-ed by a live process for the block, which is then SIGKILLed (no clean-up runs in it)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    code = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+    code = ("import fcntl, sys, time; held = open(sys.argv[1], 'a'); fcntl.flock(held, fcntl.LOCK_EX); "
             "print('held', flush=True); time.sleep(300)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(lock_path)], stdout=subprocess.PIPE, text=True)
     try:

@@ -222,3 +222,18 @@ def test_a_job_waiting_for_a_trunk_another_process_trains_says_so(tmp_path, capl
         _waiting_notice(progress, "dense trunk")(folder)
     assert f"jackpot: waiting for the dense trunk that another job is training ({folder})" in caplog.text
     assert read_progress(progress.parent) == "waiting for the dense trunk another job trains"
+
+
+def test_a_trunk_on_a_file_system_without_flock_is_trained_unguarded_with_a_warning(tmp_path, monkeypatch):
+    import errno
+
+    from jackpot import file_lock
+
+    def no_flock(fd, mode):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(file_lock.fcntl, "flock", no_flock)
+    state = {"w": torch.ones(2)}
+    with pytest.warns(RuntimeWarning, match="no flock; this trunk's training is not guarded"):
+        trunk = TrunkCache(tmp_path).obtain({"seed": 0}, lambda work: (state, state))
+    assert trunk.reused is False and torch.equal(trunk.trained_state["w"], state["w"])

@@ -5,26 +5,20 @@ the other's epochs).
 That happens when a sweep is launched again while the first launch still runs (to fill the gaps of a
 preempted SLURM array, or on a second machine); with the lock, the two launches share the cells out.
 
-The lock is `flock` on `run.lock` in the output dir, taken directly rather than through `filelock`, whose
-fallback where flock is missing is a lock file that outlives its process: here the lock always goes with
-the process that holds it, so a killed or preempted job never leaves a cell locked; where the file system
-has no flock, runs go unguarded, as before this lock existed, with a warning.
+The lock is `flock` on `run.lock` in the output dir (`jackpot.file_lock`): a killed or preempted job never
+leaves a cell locked; where the file system has no flock, runs go unguarded, as before this lock existed,
+with a warning.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # not a POSIX system: no lock
-    fcntl = None  # type: ignore[assignment]
+from jackpot.file_lock import fcntl, try_flock, warn_unguarded
 
 LOCK_FILE = "run.lock"
 # A job retries this long before calling a cell busy, so a reader's probe (`is_running`) never makes it skip.
@@ -32,8 +26,6 @@ ACQUIRE_PATIENCE_S = 2.0
 # A requeued SLURM job may find its cell still locked by its own previous run when that run's node died: an NFS
 # server keeps a dead client's locks until its lease ends (90 s by default), so a requeued job waits past that.
 REQUEUED_PATIENCE_S = 150.0
-_CONTENDED = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
-_UNSUPPORTED = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 
 
 def acquire_patience_s() -> float:
@@ -44,19 +36,6 @@ def acquire_patience_s() -> float:
 
 class CellBusy(RuntimeError):
     """Another process holds this cell's output dir."""
-
-
-def _try_flock(fd: int, mode: int) -> bool | None:
-    """True when locked, False when another process holds it, None when the file system cannot lock."""
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-    except OSError as err:
-        if err.errno in _CONTENDED:
-            return False
-        if err.errno in _UNSUPPORTED:
-            return None
-        raise
-    return True
 
 
 @contextmanager
@@ -72,13 +51,12 @@ def cell_lock(output_dir: Path, patience_s: float | None = None) -> Iterator[Non
     fd = os.open(output_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + patience_s
-        while (locked := _try_flock(fd, fcntl.LOCK_EX)) is False and time.monotonic() < deadline:
+        while (locked := try_flock(fd, fcntl.LOCK_EX)) is False and time.monotonic() < deadline:
             time.sleep(0.1)
         if locked is False:
             raise CellBusy(f"another process is running this cell in {output_dir}; skipped here")
         if locked is None:
-            warnings.warn(f"{output_dir}: the file system has no flock; this run is not guarded against a second "
-                          f"process running the same cell", RuntimeWarning, stacklevel=3)
+            warn_unguarded(output_dir / LOCK_FILE, "this cell's run")
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
@@ -91,6 +69,6 @@ def is_running(output_dir: Path) -> bool:
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        return _try_flock(fd, fcntl.LOCK_SH) is False
+        return try_flock(fd, fcntl.LOCK_SH) is False
     finally:
         os.close(fd)

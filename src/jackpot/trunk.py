@@ -1,8 +1,8 @@
 """The dense trunk: trained once, stored under a hash of everything that decides it, shared by every run.
 
-Two jobs that need the same trunk at the same time take a file lock: the first trains it, the second waits and
-then reads it. The trunk file is written to a temp file and renamed, so a reader never sees half of it. It
-holds the init weights too (lottery tickets rewind to them).
+Two jobs that need the same trunk at the same time take a lock (`flock`, `jackpot.file_lock`): the first
+trains it, the second waits and then reads it. The trunk file is written to a temp file and renamed, so a
+reader never sees half of it. It holds the init weights too (lottery tickets rewind to them).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock, Timeout
 
+from jackpot.file_lock import exclusive
 from jackpot.io import torch_load_safe, torch_save_atomic
 
 TRUNK_FORMAT = 1
@@ -65,14 +65,8 @@ class TrunkCache:
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / TRUNK_FILE
-        lock = FileLock(str(folder / "trunk.lock"))
-        try:
-            lock.acquire(blocking=False)
-        except Timeout:
-            if on_wait is not None:
-                on_wait(folder)
-            lock.acquire()
-        try:
+        with exclusive(folder / "trunk.lock", "this trunk's training",
+                       on_wait=None if on_wait is None else lambda: on_wait(folder)):
             if path.exists():
                 stored = torch_load_safe(path)
                 return Trunk(key, path, True, stored["init"], stored["trained"], stored.get("masks"))
@@ -84,5 +78,3 @@ class TrunkCache:
             }
             torch_save_atomic(payload, path)
             return Trunk(key, path, False, payload["init"], payload["trained"], payload.get("masks"))
-        finally:
-            lock.release()

@@ -13,12 +13,12 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import calculate_md5
 
 from jackpot.data.arrays import ImageArrays
 from jackpot.data.errors import DatasetError
+from jackpot.file_lock import exclusive
 
 CIFAR_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -97,7 +97,7 @@ def ensure_cifar_files(name: str, root: str | os.PathLike, download: bool = True
             f"{title} files are missing and dataset.download=false. {_placement_help(name, root)}"
         )
     Path(root).mkdir(parents=True, exist_ok=True)
-    with FileLock(str(Path(root) / f".{cifar_class(name).base_folder}.lock")):
+    with exclusive(Path(root) / f".{cifar_class(name).base_folder}.lock", f"the {title} download"):
         if not missing_files(name, root):  # another process finished the download while we waited
             return
         try:
