@@ -13,12 +13,11 @@ with a warning.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jackpot.file_lock import fcntl, try_flock, warn_unguarded
+from jackpot.file_lock import exclusive, fcntl, try_flock
 
 LOCK_FILE = "run.lock"
 # A job retries this long before calling a cell busy, so a reader's probe (`is_running`) never makes it skip.
@@ -43,23 +42,10 @@ def cell_lock(output_dir: Path, patience_s: float | None = None) -> Iterator[Non
     """Hold `output_dir`'s lock for the block; raise CellBusy if another process holds it past `patience_s`
     (default: `acquire_patience_s()`)."""
     patience_s = acquire_patience_s() if patience_s is None else patience_s
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(output_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + patience_s
-        while (locked := try_flock(fd, fcntl.LOCK_EX)) is False and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if locked is False:
+    with exclusive(Path(output_dir) / LOCK_FILE, "this cell's run", patience_s=patience_s) as held:
+        if not held:
             raise CellBusy(f"another process is running this cell in {output_dir}; skipped here")
-        if locked is None:
-            warn_unguarded(output_dir / LOCK_FILE, "this cell's run")
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
 
 
 def is_running(output_dir: Path) -> bool:

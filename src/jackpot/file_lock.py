@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,29 +38,32 @@ def try_flock(fd: int, mode: int) -> bool | None:
     return True
 
 
-def warn_unguarded(path: Path, what: str) -> None:
-    warnings.warn(f"{path.parent}: the file system has no flock; {what} is not guarded against a second process",
-                  RuntimeWarning, stacklevel=4)
-
-
 @contextmanager
-def exclusive(path: Path, what: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold `path`'s flock for the block, waiting as long as another process holds it; `on_wait()` is called
-    once, before waiting, when it does. `what` names the guarded work in the no-flock warning."""
+def exclusive(path: Path, what: str, on_wait: Callable[[], None] | None = None,
+              patience_s: float | None = None) -> Iterator[bool]:
+    """Hold `path`'s flock for the block and yield True; when another process holds it, call `on_wait()` once
+    and wait, as long as it takes (`patience_s=None`) or up to `patience_s` seconds, then yield False (not
+    held: the block must not do the guarded work). `what` names that work in the no-flock warning."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
-        yield
+        yield True
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         locked = try_flock(fd, fcntl.LOCK_EX)
-        if locked is False:
-            if on_wait is not None:
-                on_wait()
+        if locked is False and on_wait is not None:
+            on_wait()
+        if locked is False and patience_s is None:
             fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder releases it or dies
-        elif locked is None:
-            warn_unguarded(path, what)
-        yield
+            locked = True
+        deadline = time.monotonic() + (patience_s or 0.0)
+        while locked is False and time.monotonic() < deadline:
+            time.sleep(0.1)
+            locked = try_flock(fd, fcntl.LOCK_EX)
+        if locked is None:
+            warnings.warn(f"{path.parent}: the file system has no flock; {what} is not guarded against a second "
+                          "process", RuntimeWarning, stacklevel=3)
+        yield locked is not False
     finally:
         os.close(fd)  # closing the descriptor releases the flock

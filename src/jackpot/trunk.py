@@ -65,7 +65,7 @@ class TrunkCache:
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / TRUNK_FILE
-        with exclusive(folder / "trunk.lock", "this trunk's training",
+        with exclusive(folder / "trunk.lock", "this trunk's training",  # waits as long as it takes: always held
                        on_wait=None if on_wait is None else lambda: on_wait(folder)):
             if path.exists():
                 stored = torch_load_safe(path)
