@@ -30,17 +30,27 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def train_py(args: list[str], cwd: Path | None = None, fault: str | None = None,
-             env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`python train.py <args>` in a subprocess, wandb disabled unless `env` says otherwise; `fault` sets
-    JACKPOT_FAULT (see jackpot.faults)."""
+def _train_py_env(fault: str | None, env: dict[str, str] | None) -> dict[str, str]:
     full_env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore", **(env or {})}
     full_env.pop("JACKPOT_FAULT", None)
     full_env.pop("HYDRA_FULL_ERROR", None)
     if fault:
         full_env["JACKPOT_FAULT"] = fault
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=full_env,
+    return full_env
+
+
+def train_py(args: list[str], cwd: Path | None = None, fault: str | None = None,
+             env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python train.py <args>` in a subprocess, wandb disabled unless `env` says otherwise; `fault` sets
+    JACKPOT_FAULT (see jackpot.faults)."""
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=_train_py_env(fault, env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_train_py(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
+    """`train_py` started and not waited for; stdout and stderr together in its `stdout`."""
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=_train_py_env(None, None),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, compose_cfg, lock_held_by_another_process, train_py
+from conftest import TINY, compose_cfg, lock_held_by_another_process, start_train_py, train_py
 
 from jackpot import tables
 from jackpot.cache_keys import trunk_spec
@@ -149,10 +147,8 @@ def test_a_job_waiting_for_its_trunk_says_so_in_the_log_and_in_jackpot_tables(tm
             "pruner=lr_rewinding", "ratio=0.5", "name=watch", f"paths.root_dir={tmp_path}"]
     cfg = compose_cfg(tmp_path, args)
     trunk_dir = Path(cfg.paths.cache_dir) / trunk_hash(trunk_spec(cfg))
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
     with lock_held_by_another_process(trunk_dir / "trunk.lock"):  # as a job training this trunk holds it
-        job = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        job = start_train_py(args, cwd=tmp_path)
         try:
             deadline = time.monotonic() + 120
             while not list((tmp_path / "outputs").rglob(PROGRESS_FILE)) and time.monotonic() < deadline:

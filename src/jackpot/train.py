@@ -38,6 +38,7 @@ from jackpot.trunk import Trunk, TrunkCache
 
 log = logging.getLogger(__name__)
 REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + this
+WAITING = "waiting for the"  # how a cell's progress file says it waits for shared work (trunk, IMP round)
 
 
 def make_datamodule(cfg: DictConfig, corruption: str | None) -> ImageDataModule:
@@ -141,7 +142,7 @@ def _waiting_notice(progress: Path | None, what: str) -> Callable[[Path], None]:
     def notice(folder: Path) -> None:
         log.info(f"jackpot: waiting for the {what} that another job is training ({folder})")
         if progress is not None:
-            write_progress(progress, f"waiting for the {what} another job trains")
+            write_progress(progress, f"{WAITING} {what} another job trains")
 
     return notice
 
@@ -231,15 +232,15 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     previous_masks: Masks | None = None
     rounds = int(cfg.pruner.get("rounds", 1))
     recipe = ticket_recipe(cfg)
+    progress = output_dir / PROGRESS_FILE
     if method.when == "trained":
         cache = TrunkCache(cfg.paths.cache_dir)
-        progress = output_dir / PROGRESS_FILE
         trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work, progress),
                              on_wait=_waiting_notice(progress, "dense trunk"))
         init_state = trunk.init_state
         faults.reach("trunk")
         source, previous_masks = iterate_rounds(cfg, num_classes, trunk, cache, progress)
-        if read_progress(output_dir).startswith("waiting for"):  # the wait is over
+        if read_progress(output_dir).startswith(WAITING):  # the wait is over
             write_progress(progress, "making the ticket")
         if rounds > 1:
             recipe = ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds))
@@ -268,7 +269,7 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     loggers = build_loggers(cfg, output_dir, digest)
     epochs = int(cfg.schedule.epochs)
     ckpt_dir = output_dir / "checkpoints"
-    callbacks = [pruning, EpochSeed(seed), ProgressFile(output_dir / PROGRESS_FILE, "ticket")]
+    callbacks = [pruning, EpochSeed(seed), ProgressFile(progress, "ticket")]
     trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, callbacks, loggers)
     failed = True
     try:

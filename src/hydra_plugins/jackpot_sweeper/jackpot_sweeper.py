@@ -96,8 +96,10 @@ class LaunchUnfinished:
         self.sweeper = sweeper
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        plans = self.sweeper.plans
-        todo = [overrides for overrides in job_overrides if not plans[tuple(overrides)].complete]
+        def plan(job: Sequence[str]) -> JobPlan:
+            return self.sweeper.plans[tuple(job)]
+
+        todo = [overrides for overrides in job_overrides if not plan(overrides).complete]
         done = len(job_overrides) - len(todo)
         if done and todo:
             log.info(f"jackpot: {done} of {len(job_overrides)} jobs already complete, not launched; "
@@ -107,8 +109,8 @@ class LaunchUnfinished:
         trainers: list = []
         readers: list = []
         # a job whose output dir depends on its launch position keeps its position
-        if all(plans[tuple(job)].output_dir is not None for job in todo):
-            trainers, free, readers = shared_work_first(todo, lambda job: plans[tuple(job)].missing_work)
+        if all(plan(job).output_dir is not None for job in todo):
+            trainers, free, readers = shared_work_first(todo, lambda job: plan(job).missing_work)
             todo = trainers + free + readers
             if trainers and readers:
                 log.info(f"jackpot: {len(trainers)} jobs that train shared dense trunks or IMP rounds go first, "
@@ -116,7 +118,7 @@ class LaunchUnfinished:
         if self.sweeper.dry_run:
             roles = {**{tuple(job): "trains" for job in trainers}, **{tuple(job): "reads" for job in readers}}
             for index, job in enumerate(todo, start=initial_job_idx):
-                state = job_state(plans[tuple(job)].output_dir)
+                state = job_state(plan(job).output_dir)
                 log.info(f"  #{index} {roles.get(tuple(job), '-')} {state}: {' '.join(job)}")
             waits = f", the last {len(readers)} once the others finished" if self.sweeper.wait_for_trunks else ""
             log.info(f"jackpot: dry run (hydra.sweeper.dry_run=true): {len(todo)} jobs would be launched, "
