@@ -78,6 +78,7 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
     # Rerunning the same sweep, even with knobs that change only how fast it runs, finds every cell complete,
     # launches nothing and leaves the results untouched.
     stamps = {key: data["_path"].stat().st_mtime_ns for key, data in found.items()}
+    record = (sweep_dir / "multirun.yaml").read_bytes()  # the last launch's grid, read by jackpot-tables
     proc = multirun(tmp_path, "sweep=quickstart", "ratio=0.9", "trainer.steps_per_call=1",
                     "dataset.eval_batch_size=100")
     assert "jackpot: all 4 jobs already complete, nothing launched" in proc.stdout + proc.stderr
@@ -90,6 +91,24 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
     assert "4 of 4 sweep jobs are invalid, nothing was run" in proc.stderr
     assert "holds a run of another config (schedule.lr: " in proc.stderr and "-> 0.07)" in proc.stderr
     assert {key: data["_path"].stat().st_mtime_ns for key, data in results_under(sweep_dir).items()} == stamps
+    assert (sweep_dir / "multirun.yaml").read_bytes() == record, "a sweep that launched nothing keeps the record"
+
+    # Another sweep that shares cells with this one (hydra.sweeper.reuse_from) launches only the jobs whose very
+    # run is not complete here: not ratio 0.5 (never run) nor lr 0.07 (another config), but not the lr 0.05 runs
+    # at ratio 0.9 either, which are (seeds 0 and 1, both pruners).
+    proc = multirun(tmp_path, "sweep=quickstart", "name=sharing", "ratio=0.9,0.5", "schedule.lr=0.05,0.07",
+                    "hydra.sweeper.reuse_from=[quickstart]", "hydra.sweeper.dry_run=true")
+    printed = proc.stdout + proc.stderr
+    assert ("jackpot: 4 jobs already complete in other sweeps (4 in quickstart; hydra.sweeper.reuse_from), "
+            "not launched") in printed
+    planned = re.findall(r"#\d+ - new: .*pruner=(\w+).*ratio=([\d.]+).*seed=(\d).*schedule.lr=([\d.]+)", printed)
+    reused = {(p, "0.9", str(s), "0.05") for p in ("smart_ratio", "snip") for s in (0, 1)}
+    assert len(planned) == 12 and not reused & set(planned)
+    assert "12 jobs would be launched" in printed and not (tmp_path / "outputs" / "sharing").exists()
+    assert (sweep_dir / "multirun.yaml").read_bytes() == record
+
+    proc = train_py(["-m", "sweep=quickstart", "hydra.sweeper.reuse_from=quickstart", *TINY_SWEEP], cwd=tmp_path)
+    assert proc.returncode == 2 and "hydra.sweeper.reuse_from='quickstart' is not allowed" in proc.stderr
 
 
 def test_jobs_that_train_a_shared_trunk_are_launched_first_and_its_readers_last(tmp_path):

@@ -19,7 +19,10 @@ def test_speed_and_location_keys_are_left_out_and_everything_else_counts(tmp_pat
     # every excluded key names a key that exists, so a renamed key cannot silently fall back into the identity
     flat = {"hydra"} | {f"{group}.{key}" for group in ("dataset", "trainer") for key in cfg[group]}
     flat |= set(cfg) | {f"pruner.options.{key}" for key in cfg.pruner.options}
-    assert EXCLUDED - flat == {"published"}
+    assert EXCLUDED - flat == {"published", "table"}  # only sweep files set these (jackpot-tables reads them)
+    partially = compose_cfg(tmp_path, ["pruner=snip", "sweep=partially_trained"])
+    assert "table" in partially and "published" in partially
+    assert run_identity(partially) == identity
 
 
 def test_stored_config_has_the_identity_of_the_composed_one(tmp_path):

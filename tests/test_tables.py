@@ -175,6 +175,27 @@ def test_own_runs_win_over_other_sweeps(tmp_path, sweeps_dir, toy_results, capsy
     assert rows[("grasp", "none", 0.9)]["source"] == "variant"
 
 
+def test_seeds_the_table_lacks_come_from_sweeps_that_share_the_cell(tmp_path, sweeps_dir, toy_results, capsys):
+    """snip 0.9: toy holds seed 0 (82.5) and a failed seed 1. A sweep sharing the cell (reuse_from) completed
+    seeds 0-2: its seed 0 is not used (toy's own wins), its seeds 1 and 2 fill the gaps, the failure with them."""
+    for seed, acc in enumerate([10.0, 84.0, 86.0]):
+        write_run(tmp_path / "other", "shared", "snip", 0.9, seed, acc)
+    write_run(tmp_path / "other", "lesser", "snip", 0.9, 2, 0.0)  # fewer complete runs of the cell: ranked last
+    out = tmp_path / "tables"
+    code, printed = run_cli([str(toy_results), str(tmp_path / "other"), "--sweep", "toy", "--sweeps-dir",
+                             str(sweeps_dir), "--out", str(out), "--format", "csv,md,rich"], capsys)
+    assert code == 0
+    row = read_csv(out / "toy.csv")[("snip", "none", 0.9)]
+    assert (row["status"], int(row["n"]), int(row["n_failed"])) == ("ok", 3, 0)
+    assert float(row["mean"]) == pytest.approx(statistics.mean([82.5, 84.0, 86.0]), abs=1e-3)
+    assert float(row["std"]) == pytest.approx(statistics.stdev([82.5, 84.0, 86.0]), abs=1e-3)
+    assert row["source"] == "toy+shared" and row["seeds"] == "0,1,2"
+    # a cell toy has complete runs of for every seed it has stays toy's alone
+    assert read_csv(out / "toy.csv")[("snip", "none", 0.5)]["source"] == "toy"
+    assert "taken from: shared" in printed and "lesser" not in printed
+    assert "taken from the sweeps: shared." in (out / "toy.md").read_text()
+
+
 def test_real_sweep_file_gives_the_published_value(tmp_path, capsys):
     """The repository's random_tickets file: published value and difference for one VGG19 cell."""
     root = tmp_path / "outputs"
@@ -201,13 +222,27 @@ def test_sweep_option_accepts_a_file_stem_of_a_shared_name(tmp_path, capsys):
     write_run(root, "partially_trained", "lr_rewinding", 0.9, 0, 94.0, model="vgg19", dataset="cifar10",
               check="half_dataset")
     out = tmp_path / "tables"
-    args = [str(root), "--sweep", "partially_trained_lottery", "--out", str(out), "--format", "csv"]
+    args = [str(root), "--sweep", "partially_trained_lottery", "--out", str(out), "--format", "csv,md"]
     code, _ = run_cli(args, capsys)
     assert code == 0
     rows = list(csv.DictReader((out / "partially_trained.csv").open()))
     # lr_rewinding x 3 checks x 2 models x 3 ratios + lottery 2 x 3 + dense 2
     assert len(rows) == 18 + 6 + 2
     assert {r["pruner"] for r in rows} == {"lr_rewinding", "lottery", "dense"}
+    # rows in the poster's order (the sweep file's table.rows), not in the order the two sweep files list them
+    labels = [line.split(" | ")[0].lstrip("| ") for line in (out / "partially_trained.md").read_text().splitlines()
+              if line.startswith("| ") and not line.startswith("| method")]
+    assert labels == ["Full network", "Lottery tickets", "LR rewinding · shuffled weights",
+                      "LR rewinding · half dataset", "LR rewinding"]
+
+
+def test_a_mistyped_sweep_name_is_an_error_naming_the_known_ones(tmp_path, sweeps_dir, toy_results, capsys):
+    out = tmp_path / "tables"
+    code, printed = run_cli([str(toy_results), "--sweep", "toy", "--sweep", "tyo", "--sweeps-dir", str(sweeps_dir),
+                             "--out", str(out), "--format", "csv"], capsys)
+    assert code == 2
+    assert "--sweep tyo: no sweep file and no runs with that name" in printed and "known: toy" in printed
+    assert not out.exists(), "nothing is built when a requested table is unknown"
 
 
 def test_no_results_is_reported_not_a_crash(tmp_path, capsys):

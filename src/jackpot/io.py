@@ -34,6 +34,11 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     _atomic_replace(Path(path), lambda handle: handle.write(text))
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to a temp file in the same folder, then rename it over `path`."""
+    _atomic_replace(Path(path), lambda handle: handle.write(data))
+
+
 def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save` through a temp file and a rename."""
     _atomic_replace(Path(path), lambda handle: torch.save(obj, handle))

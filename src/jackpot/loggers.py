@@ -52,7 +52,8 @@ def build_loggers(cfg: DictConfig, output_dir: Path, config_hash: str) -> list[L
     from lightning.pytorch.loggers import WandbLogger
 
     full = OmegaConf.to_container(cfg, resolve=True)
-    full.pop("published", None)
+    for table_only in ("published", "table"):  # a sweep file's numbers and layout for jackpot-tables
+        full.pop(table_only, None)
     config = {**cell_keys(cfg), "config_hash": config_hash, "cell": cell_name(cfg), "full": full}
     tags = [str(t)[:64] for t in cfg.get("tags", []) if str(t)]
     return [

@@ -23,7 +23,7 @@ RUN_CONFIG_FILE = "run_config.json"
 
 # Where the run reads and writes, what it is called and how it reports: not what it computes.
 NOT_THE_RUN = (
-    "hydra", "paths", "logger", "tags", "name", "published",
+    "hydra", "paths", "logger", "tags", "name", "published", "table",
     "dataset.root", "dataset.download", "dataset.verify_md5",
 )
 # How fast or how often, never the numbers (bit for bit, or evaluation summed in another order).

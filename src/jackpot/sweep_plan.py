@@ -23,6 +23,7 @@ class JobPlan:
 
     output_dir: Path | None  # None: it depends on values only the launcher sets (e.g. `hydra.job.num`)
     complete: bool = False
+    complete_in: str | None = None  # the sweep (`name`) that holds this very run, complete (`reuse_from`)
     missing_work: list[str] = field(default_factory=list)  # shared work (trunk, IMP rounds) not cached yet
 
 

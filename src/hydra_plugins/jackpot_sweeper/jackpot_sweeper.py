@@ -18,6 +18,11 @@ ready; `hydra.sweeper.wait_for_trunks=true` launches them only once the first la
 jobs that need no missing trunk) has finished, so no GPU is ever held waiting for a trunk (on a shared SLURM
 cluster), at the price of the slowest first-launch job's tail.
 
+Paper tables share cells (the random-tickets table's CIFAR-10 cells are the initial-ticket figure's plain
+cells, for instance). A sweep file lists the sweeps it shares cells with in `hydra.sweeper.reuse_from`; a job
+whose run (same identity: the config minus where, how fast and how loudly it runs, `name` included) is
+complete in one of them is not launched, and `jackpot-tables` takes that seed from there.
+
 `hydra.sweeper.dry_run=true` does all of that and prints the jobs it would launch, in order, instead of
 launching them.
 """
@@ -27,14 +32,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 from jackpot.cache_keys import missing_work
 from jackpot.config import ConfigError, join_limited, validate
 from jackpot.errors import format_user_error
+from jackpot.io import write_bytes_atomic
+from jackpot.results import is_complete
 from jackpot.run_identity import holds_finished_run, run_identity
 from jackpot.sweep_plan import JobPlan, job_state, shared_work_first
 
@@ -46,10 +55,12 @@ class JackpotSweeper(BasicSweeper):
     """`hydra/sweeper=jackpot` (the default in conf/hydra/default.yaml)."""
 
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None,
-                 dry_run: bool = False, wait_for_trunks: bool = False) -> None:
+                 dry_run: bool = False, wait_for_trunks: bool = False,
+                 reuse_from: Sequence[str] | None = None) -> None:
         super().__init__(max_batch_size, params)
         self.dry_run = dry_run
         self.wait_for_trunks = wait_for_trunks
+        self.reuse_from = reuse_from
         self.plans: dict[JobKey, JobPlan] = {}
 
     def sweep(self, arguments: list[str]):
@@ -58,12 +69,25 @@ class JackpotSweeper(BasicSweeper):
         # `${hydra:runtime.cwd}` (paths.root_dir) appears in hydra.sweep.dir, which the sweeper reads in the driver
         HydraConfig.instance().set_config(self.config)
         self.launcher = LaunchUnfinished(self.launcher, self)
-        return super().sweep(arguments)
+        # Hydra records the sweep in <sweep dir>/multirun.yaml before the jobs are checked; a sweep that launches
+        # nothing (a dry run, a refused config, all complete) leaves the record of the last launch as it was
+        # (jackpot-tables reads the grid of a sweep without a sweep file from it).
+        record = SweepRecord(Path(self.config.hydra.sweep.dir))
+        try:
+            returns = super().sweep(arguments)
+        finally:
+            if not self.launcher.launched:
+                record.restore()
+        return returns
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         # Hydra's own check only composes each job; composing it here once does that and ours (a composition
         # costs ~0.1-0.3 s, so composing twice made a 360-job sweep wait 3 minutes on 2 cores before its first job)
         log.info(f"jackpot: checking {len(batch)} jobs before launching any")
+        try:
+            reuse_from = _sweep_names(self.reuse_from)
+        except ConfigError as err:
+            _refuse(err)
         loader = self.hydra_context.config_loader
         problems: list[str] = []
         for overrides in batch:
@@ -72,19 +96,28 @@ class JackpotSweeper(BasicSweeper):
                 validate(cfg)
                 plan = JobPlan(_job_output_dir(cfg))
                 if plan.output_dir is not None:
-                    plan.complete = holds_finished_run(plan.output_dir, run_identity(cfg))
-                    plan.missing_work = [] if plan.complete else missing_work(cfg)
+                    identity = run_identity(cfg)
+                    plan.complete = holds_finished_run(plan.output_dir, identity)
+                    if not plan.complete:
+                        plan.complete_in = _complete_elsewhere(cfg, identity, reuse_from)
+                    if not (plan.complete or plan.complete_in):
+                        plan.missing_work = missing_work(cfg)
                 self.plans[tuple(overrides)] = plan
             except ConfigError as err:
                 problems.append(f"[{' '.join(overrides)}]: {err}")
         if problems:
-            error = ConfigError(
+            _refuse(ConfigError(
                 f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {join_limited(problems)}"
-            )
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise error
-            print(format_user_error(error), file=sys.stderr)
-            sys.exit(2)
+            ))
+
+
+def _refuse(error: ConfigError) -> NoReturn:
+    """Stop the sweep before any job starts: the error in one line, exit code 2 (the traceback with
+    HYDRA_FULL_ERROR=1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(format_user_error(error), file=sys.stderr)
+    sys.exit(2)
 
 
 class LaunchUnfinished:
@@ -94,18 +127,28 @@ class LaunchUnfinished:
     def __init__(self, launcher, sweeper: JackpotSweeper) -> None:
         self.launcher = launcher
         self.sweeper = sweeper
+        self.launched = False  # whether any job was handed to the launcher
+
+    def _launch(self, jobs: Sequence[Sequence[str]], initial_job_idx: int):
+        self.launched = True
+        return self.launcher.launch(jobs, initial_job_idx=initial_job_idx)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
         def plan(job: Sequence[str]) -> JobPlan:
             return self.sweeper.plans[tuple(job)]
 
-        todo = [overrides for overrides in job_overrides if not plan(overrides).complete]
-        done = len(job_overrides) - len(todo)
+        elsewhere = Counter(plan(job).complete_in for job in job_overrides if plan(job).complete_in)
+        if elsewhere:
+            where = ", ".join(f"{count} in {name}" for name, count in elsewhere.items())
+            log.info(f"jackpot: {sum(elsewhere.values())} jobs already complete in other sweeps ({where}; "
+                     "hydra.sweeper.reuse_from), not launched: jackpot-tables takes those seeds from there")
+        todo = [job for job in job_overrides if not (plan(job).complete or plan(job).complete_in)]
+        done = sum(plan(job).complete for job in job_overrides)
         if done and todo:
             log.info(f"jackpot: {done} of {len(job_overrides)} jobs already complete, not launched; "
                      f"launching {len(todo)}")
-        elif done:
-            log.info(f"jackpot: all {done} jobs already complete, nothing launched")
+        elif not todo:
+            log.info(f"jackpot: all {len(job_overrides)} jobs already complete, nothing launched")
         trainers: list = []
         readers: list = []
         # a job whose output dir depends on its launch position keeps its position
@@ -129,17 +172,73 @@ class LaunchUnfinished:
             log.info(f"jackpot: launching the {len(readers)} jobs that read shared trunks once these {len(first)} "
                      "finished (hydra.sweeper.wait_for_trunks=true)")
             try:
-                results = list(self.launcher.launch(first, initial_job_idx=initial_job_idx))
+                results = list(self._launch(first, initial_job_idx=initial_job_idx))
             except Exception:  # Ray and submitit raise a failed job's error: the readers still run, as they do
                 # without the wait (one that finds its trunk missing trains it), then the error is raised
-                readers_results = self.launcher.launch(readers, initial_job_idx=initial_job_idx + len(first))
+                readers_results = self._launch(readers, initial_job_idx=initial_job_idx + len(first))
                 log.info(f"jackpot: {len(readers_results)} reader jobs ran after a failed first launch")
                 raise
-            return results + list(self.launcher.launch(readers, initial_job_idx=initial_job_idx + len(first)))
-        return self.launcher.launch(todo, initial_job_idx=initial_job_idx) if todo else []
+            return results + list(self._launch(readers, initial_job_idx=initial_job_idx + len(first)))
+        return self._launch(todo, initial_job_idx=initial_job_idx) if todo else []
 
     def __getattr__(self, name: str):
         return getattr(self.launcher, name)
+
+
+class SweepRecord:
+    """A sweep dir's multirun.yaml as it was before Hydra rewrote it, to put back."""
+
+    FILE = "multirun.yaml"
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = sweep_dir
+        self.dir_existed = sweep_dir.is_dir()
+        path = sweep_dir / self.FILE
+        self.previous = path.read_bytes() if path.is_file() else None
+
+    def restore(self) -> None:
+        path = self.sweep_dir / self.FILE
+        if self.previous is not None:
+            write_bytes_atomic(path, self.previous)
+            return
+        path.unlink(missing_ok=True)
+        if not self.dir_existed and self.sweep_dir.is_dir() and not any(self.sweep_dir.iterdir()):
+            self.sweep_dir.rmdir()
+
+
+def _sweep_names(names: Sequence[str] | None) -> tuple[str, ...]:
+    """`hydra.sweeper.reuse_from` checked: sweep names (`name`), each one path component."""
+    if names is None:
+        return ()
+
+    def is_name(value) -> bool:
+        return isinstance(value, str) and value not in ("", ".", "..") and "/" not in value
+
+    if isinstance(names, str) or not isinstance(names, Sequence) or not all(is_name(n) for n in names):
+        raise ConfigError(f"hydra.sweeper.reuse_from={names!r} is not allowed; give a list of sweep names "
+                          "(the `name` of other sweeps), e.g. [random_tickets]")
+    return tuple(names)
+
+
+def _complete_elsewhere(cfg, identity, names: Sequence[str]) -> str | None:
+    """The first of the sweeps `names` whose output dir for this job (the job's, with `name` set to it) holds
+    this run, complete; None if none does (a run of another config there is simply not this run)."""
+    from omegaconf import open_dict, read_write
+
+    own = cfg.name
+    try:
+        for name in names:
+            if name == own:
+                continue
+            with read_write(cfg), open_dict(cfg):
+                cfg.name = name
+                folder = _job_output_dir(cfg)
+            if folder is not None and is_complete(folder, identity):
+                return name
+        return None
+    finally:
+        with read_write(cfg), open_dict(cfg):
+            cfg.name = own
 
 
 def _job_output_dir(cfg) -> Path | None:

@@ -104,6 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sweep:
         names = [stems.get(s, s) for s in args.sweep]
         names = list(dict.fromkeys(names))
+        run_names = set(loaded.runs["name"]) if not loaded.runs.empty else set()
+        unknown = [s for s in args.sweep if stems.get(s, s) not in specs and s not in run_names]
+        if unknown:
+            known = sorted(set(stems) | set(specs) | run_names)
+            console.print(f"[red]--sweep {', '.join(unknown)}: no sweep file and no runs with that name under "
+                          f"{', '.join(args.sources)}; known: {', '.join(known) or 'none'}[/red]", soft_wrap=True)
+            return 2
     else:
         names = list(dict.fromkeys(loaded.runs["name"])) if not loaded.runs.empty else []
         names = sorted(names, key=lambda n: (n not in specs, n))
@@ -123,9 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     writes = bool(written_formats or args.figures)
     summaries = build_tables(loaded, specs, names, out if writes else None, formats, args.figures,
                              args.metric, console)
-    for name in names:
-        if name not in summaries:
-            console.print(f"[yellow]{name}: no runs and no sweep file with that name[/yellow]")
     if summaries and writes:
         console.print(f"written to {out}/")
     _report_unfinished(console, loaded.roots, names)

@@ -28,7 +28,8 @@ class Layout:
 
 def make_layout(summary: pd.DataFrame, spec: SweepSpec) -> Layout:
     """Arrange a sweep's cells as the paper does: column groups by dataset (by model when one dataset holds
-    several), ascending ratios inside each group; rows by (model,) method and check, the full network first."""
+    several), ascending ratios inside each group; rows by (model,) method and check, the full network first, or
+    in the order the sweep file's `table.rows` gives."""
     order = {axis: spec.axis_order(axis) for axis in AXES}
 
     def ordered(axis: str, values: Iterable) -> list:
@@ -62,6 +63,10 @@ def make_layout(summary: pd.DataFrame, spec: SweepSpec) -> Layout:
                 row = (pruner, check) if model is None else (model, pruner, check)
                 if row in present:
                     rows.append(row)
+    if spec.row_order:  # the sweep file's `table.rows`: (pruner, check) in the paper's order, unlisted ones last
+        rank = {row: i for i, row in enumerate(spec.row_order)}
+        rows.sort(key=lambda row: (outer.index(row[0]) if "model" in row_axes else 0,
+                                   rank.get(row[-2:], len(rank))))
 
     cells: dict[tuple, dict[str, Any]] = {}
     for rec in summary.to_dict("records"):

@@ -16,7 +16,7 @@ from jackpot.tables.layout import Layout
 
 
 def _borrowed(layout: Layout, table: str) -> list[str]:
-    return sorted({rec["source"] for rec in layout.cells.values() if rec["source"] not in ("", table)})
+    return sorted({name for rec in layout.cells.values() for name in rec["source"].split("+")} - {"", table})
 
 
 def _row_texts(layout: Layout, cell: Callable[[Mapping[str, Any]], str],
@@ -68,7 +68,8 @@ def render_rich(layout: Layout, table_name: str, console: Any = None) -> None:
             console.print(_rich_table(layout, columns, f"{layout.title} · {group_label(layout.col_axis, group)}"))
     borrowed = _borrowed(layout, table_name)
     if borrowed:
-        console.print(f"[dim]cells without runs of their own were taken from: {', '.join(borrowed)}[/dim]")
+        console.print(f"[dim]seeds without a complete run of this table's own were taken from: "
+                      f"{', '.join(borrowed)}[/dim]")
 
 
 def to_markdown(layout: Layout, table_name: str) -> str:
@@ -88,7 +89,8 @@ def to_markdown(layout: Layout, table_name: str) -> str:
         lines.append("| " + " | ".join([label, *texts]) + " |")
     borrowed = _borrowed(layout, table_name)
     if borrowed:
-        lines += ["", f"Cells without runs of their own are taken from the sweeps: {', '.join(borrowed)}."]
+        lines += ["", f"Seeds without a complete run of this table's own are taken from the sweeps: "
+                      f"{', '.join(borrowed)}."]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,18 @@ class SweepSpec:
     files: list[str] = field(default_factory=list)
     grids: list[dict[str, list]] = field(default_factory=list)
     published: dict[Cell, Any] = field(default_factory=dict)
+    row_order: list[tuple[str, str]] = field(default_factory=list)  # (pruner, check), a sweep file's `table.rows`
+
+    def add(self, data: Mapping[str, Any], source: str) -> None:
+        """Add one sweep file's (or multirun.yaml's) grid, published numbers and row order."""
+        _, grid, published = spec_from_config(data, source)
+        rows = [str(row).partition("/") for row in (data.get("table") or {}).get("rows") or []]
+        self.files.append(source)
+        self.grids.append(grid)
+        self.published.update(published)
+        for pruner, _, check in rows:
+            if (pruner, check or "none") not in self.row_order:
+                self.row_order.append((pruner, check or "none"))
 
     def axis_order(self, axis: str) -> list:
         """Values of an axis in the order the sweep files list them (the paper's row/column order)."""
@@ -103,9 +115,14 @@ def parse_published(value: Any) -> tuple[float, float | None] | None:
     return float(match.group(1)), (float(match.group(2)) if match.group(2) else None)
 
 
+def sweep_name(data: Mapping[str, Any], source: str) -> str:
+    """The table a sweep file (or multirun.yaml) belongs to: its `name`, else its file's stem."""
+    return str(data.get("name") or Path(source).stem)
+
+
 def spec_from_config(data: Mapping[str, Any], source: str) -> tuple[str, dict[str, list], dict[Cell, Any]]:
     """(name, grid, published) of one sweep file or one Hydra multirun.yaml."""
-    name = str(data.get("name") or Path(source).stem)
+    name = sweep_name(data, source)
     hydra_node = data.get("hydra") or {}
     params = dict((hydra_node.get("sweeper") or {}).get("params") or {})
     # multirun.yaml also records the command line, whose sweeps replace the file's axes (as in Hydra itself).
@@ -133,11 +150,8 @@ def load_sweep_specs(sweeps_dir: str | Path) -> tuple[dict[str, SweepSpec], dict
     stems: dict[str, str] = {}
     for path in sorted(Path(sweeps_dir).glob("*.yaml")):
         data = yaml.safe_load(path.read_text()) or {}
-        name, grid, published = spec_from_config(data, str(path))
-        spec = specs.setdefault(name, SweepSpec(name))
-        spec.files.append(str(path))
-        spec.grids.append(grid)
-        spec.published.update(published)
+        name = sweep_name(data, str(path))
+        specs.setdefault(name, SweepSpec(name)).add(data, str(path))
         stems[path.stem] = name
     return specs, stems
 
@@ -149,11 +163,8 @@ def specs_from_multirun_files(roots: Sequence[Path]) -> dict[str, SweepSpec]:
         for path in sorted(root.rglob("multirun.yaml")):
             try:
                 data = yaml.safe_load(path.read_text()) or {}
-                name, grid, published = spec_from_config(data, str(path))
+                name = sweep_name(data, str(path))
+                specs.setdefault(name, SweepSpec(name)).add(data, str(path))
             except Exception:  # noqa: BLE001 - an odd multirun.yaml only costs the "missing" detection
                 continue
-            spec = specs.setdefault(name, SweepSpec(name))
-            spec.files.append(str(path))
-            spec.grids.append(grid)
-            spec.published.update(published)
     return specs

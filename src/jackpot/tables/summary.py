@@ -15,9 +15,9 @@ from jackpot.tables.specs import SweepSpec, parse_published
 def summarize(runs: pd.DataFrame, spec: SweepSpec, metric: str = "final_acc") -> pd.DataFrame:
     """One row per cell of the table: expected cells, plus any other cell the table's own runs hold.
 
-    A cell is filled from the runs named like the table; a cell with no such runs takes the runs of the same
-    cell from another sweep (the dense rows come from `dense`, for instance), the one with the most complete
-    runs, and says so in `source`.
+    A cell is filled from the runs named like the table, seed by seed; a seed the table has no complete run of
+    takes the same cell's complete run of that seed from another sweep (the dense rows come from `dense`, the
+    cells two tables share from whichever ran them: `hydra.sweeper.reuse_from`), and `source` names them all.
     """
     expected = spec.expected()
     own = runs[runs["name"] == spec.name]
@@ -29,13 +29,26 @@ def summarize(runs: pd.DataFrame, spec: SweepSpec, metric: str = "final_acc") ->
     rows = []
     for cell, n_expected in cells.items():
         group = by_cell.get(cell)
-        source = spec.name
-        if group is not None and not (group["name"] == spec.name).any():
-            complete = group[group["status"] == "complete"].groupby("name").size()
-            source = str(complete.idxmax()) if not complete.empty else str(group["name"].iloc[0])
-        chosen = group[group["name"] == source] if group is not None else None
-        rows.append(_cell_row(cell, chosen, n_expected, spec.published.get(cell), metric, source))
+        chosen, sources = _runs_by_seed(group, spec.name) if group is not None else (None, [])
+        rows.append(_cell_row(cell, chosen, n_expected, spec.published.get(cell), metric, "+".join(sources)))
     return pd.DataFrame(rows)
+
+
+def _runs_by_seed(group: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[str]]:
+    """The runs one cell shows and the sweeps they come from, the table first. Per seed: the first sweep with a
+    complete run of it, in order of preference (the table, then the sweeps with the most complete runs of the
+    cell); a seed nobody completed shows the failed runs of the first sweep that has any."""
+    complete = group["status"] == "complete"
+    counts = group[complete].groupby("name").size()
+    names = sorted(set(group["name"]), key=lambda n: (n != table, -int(counts.get(n, 0)), str(n)))
+    picked = []
+    for _, runs in group.groupby("seed", sort=True):
+        done = runs[runs["status"] == "complete"]
+        pool = done if not done.empty else runs
+        first = min(pool["name"], key=names.index)
+        picked.append(pool[pool["name"] == first])
+    chosen = pd.concat(picked)
+    return chosen, [n for n in names if n in set(chosen["name"])]
 
 
 def _cell_row(cell: Cell, runs: pd.DataFrame | None, n_expected: int, published: Any, metric: str,
