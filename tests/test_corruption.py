@@ -102,6 +102,9 @@ def test_apply_corruption_kinds() -> None:
     np.testing.assert_array_equal(x, random_pixels(data, seed=3))
     np.testing.assert_array_equal(y, random_labels(targets, 10, seed=3))
     assert shuffle
+    x, y, _ = apply_corruption(data, targets, "random_pixels_labels", 10, pixel_seed=5)
+    np.testing.assert_array_equal(x, random_pixels(data, seed=5))
+    np.testing.assert_array_equal(y, random_labels(targets, 10))
 
     x, y, shuffle = apply_corruption(data, targets, "half_dataset", 10, batch_size=64)
     assert not shuffle and len(x) == len(y) == 128
@@ -114,3 +117,25 @@ def test_unknown_corruption_lists_the_allowed_kinds() -> None:
         apply_corruption(np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2, np.int64), "random_noise", 10)
     for kind in CORRUPTIONS:
         assert kind in str(info.value)
+
+
+def test_each_run_seed_scrambles_the_pixels_anew_and_keeps_the_official_labels() -> None:
+    """As the official code (torch's RNG seeded with the run's seed): seeds are independent draws of the pixel
+    check; the random labels are the official seed-12345 ones for every run seed."""
+    from jackpot.data import ImageDataModule
+
+    def train_data(check: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        module = ImageDataModule("digits", corruption=check, seed=seed, loader="torch", device="cpu")
+        module.setup("fit")
+        return module.train_data
+
+    clean_x, clean_y = train_data("none", 0)
+    (x0, y0), (x1, y1) = train_data("random_pixels_labels", 0), train_data("random_pixels_labels", 1)
+    assert not np.array_equal(x0, x1)
+    np.testing.assert_array_equal(x0, train_data("random_pixels_labels", 0)[0])
+    for x in (x0, x1):  # each image is a permutation of its own values
+        np.testing.assert_array_equal(np.sort(x.reshape(len(x), -1), axis=1),
+                                      np.sort(clean_x.reshape(len(x), -1), axis=1))
+    np.testing.assert_array_equal(y0, y1)
+    np.testing.assert_array_equal(y0, random_labels(clean_y, 10))
+    np.testing.assert_array_equal(train_data("random_pixels", 1)[1], clean_y)

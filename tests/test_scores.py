@@ -255,30 +255,42 @@ def test_obd_hutchinson_converges_to_the_exact_hessian_diagonal():
     assert (few - exact).norm() > (est - exact).norm()
 
 
-def test_obd_fisher_matches_a_hand_computation():
+def test_obd_fisher_is_the_mean_squared_per_sample_gradient_by_hand():
     torch.manual_seed(9)
     layer = nn.Linear(3, 2)
     pairs = [(torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])), (torch.randn(3, 3), torch.tensor([1, 0, 0]))]
-    fisher = sum(linear_grad(layer, x, y).square() for x, y in pairs) / len(pairs)
-    scores = obd_scores(layer, pairs, estimator="fisher")
+    samples = [(x[i:i + 1], y[i:i + 1]) for x, y in pairs for i in range(len(y))]
+    fisher = sum(linear_grad(layer, x, y).square() for x, y in samples) / len(samples)
+    scores = obd_scores(layer, pairs)  # the default estimator
     torch.testing.assert_close(scores["weight"], 0.5 * fisher * layer.weight.detach().square())
+    # not the square of each batch's mean gradient (which is one noisy draw per weight)
+    batch_fisher = sum(linear_grad(layer, x, y).square() for x, y in pairs) / len(pairs)
+    assert not torch.allclose(scores["weight"], 0.5 * batch_fisher * layer.weight.detach().square())
 
 
-def test_obd_scores_the_eval_mode_network_and_leaves_it_untouched():
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 4 * 150, 2**40])  # one sample, a few, all at once
+def test_obd_fisher_on_a_conv_bn_net_equals_a_loop_over_eval_mode_samples(monkeypatch, chunk_bytes):
+    """Per-sample gradients by vmap, chunked to a memory budget, equal one backward per sample; the network is
+    scored in eval mode (running statistics) and left untouched."""
+    monkeypatch.setattr(scores_module, "FISHER_CHUNK_BYTES", chunk_bytes)
     model = conv_bn_net().train()
     with torch.no_grad():  # make running stats differ from batch stats
         model[1].running_mean.fill_(0.5)
         model[1].running_var.fill_(2.0)
     before = snapshot(model)
     x, y = image_batch(6, 3, 5, 5, seed=10)
-    scores = obd_scores(model, (x, y), estimator="fisher")
+    scores = obd_scores(model, [(x[:4], y[:4]), (x[4:], y[4:])], estimator="fisher")
     assert_untouched(model, before)
     assert model.training
     reference = copy.deepcopy(model).eval()
     weights = [w for _, w in prunable_weights(reference)]
-    grads = torch.autograd.grad(F.cross_entropy(reference(x), y), weights)
-    for (name, w), grad in zip(prunable_weights(reference), grads, strict=True):
-        torch.testing.assert_close(scores[name], 0.5 * grad.square() * w.detach().square())
+    fisher = [torch.zeros_like(w) for w in weights]
+    for i in range(len(y)):
+        for acc, grad in zip(fisher, torch.autograd.grad(F.cross_entropy(reference(x[i:i + 1]), y[i:i + 1]),
+                                                         weights), strict=True):
+            acc.add_(grad.square() / len(y))
+    for (name, w), f in zip(prunable_weights(reference), fisher, strict=True):
+        torch.testing.assert_close(scores[name], 0.5 * f * w.detach().square())
 
 
 def test_obd_rejects_unknown_estimator():

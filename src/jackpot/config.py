@@ -165,6 +165,12 @@ def _validate_checks(cfg: DictConfig, methods) -> None:
     if check.weights is not None:
         _choice("sanity_check.weights", check.weights, WEIGHT_CHECKS)
 
+    if spec.when == "init" and cfg.pruner.ticket_weights == "trained":
+        raise ConfigError(
+            f"pruner.ticket_weights=trained: pruner={method} prunes at init, so there are no trained weights to "
+            f"start the ticket from; use ticket_weights=init, or a method made after training (lottery, "
+            f"lr_rewinding, obd, hybrid)"
+        )
     if method == "dense" and name != "none":
         raise ConfigError(f"sanity_check={name} needs a pruned ticket; pruner=dense has no mask to check")
     if check.data is not None and spec.when == "init":

@@ -3,9 +3,10 @@
 ``random_labels`` reproduces the official label stream exactly: the official code calls
 ``np.random.seed(12345)``, draws a corruption mask with ``np.random.rand(n)`` (all True at probability 1.0)
 and then ``np.random.choice(num_classes, n)``; a legacy ``RandomState(seed)`` making the same two calls gives
-the same labels. Random pixels permute each image's 32*32*3 values independently (channels mixed); the
-official code uses torch's global RNG for that, here a private numpy generator so the result depends on the
-seed alone.
+the same labels, for every run seed. Random pixels permute each image's 32*32*3 values independently
+(channels mixed); the official code draws them from torch's global RNG after seeding it with the run's seed,
+so every seed scrambles the images anew; here a private numpy generator seeded with the run's seed (the
+`pixel_seed`), so the result depends on that seed alone.
 """
 
 from __future__ import annotations
@@ -47,20 +48,23 @@ def apply_corruption(
     num_classes: int,
     seed: int = OFFICIAL_SEED,
     batch_size: int = 64,
+    pixel_seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Apply one data check; returns (data, targets, shuffle). Only half_dataset turns shuffling off.
 
     ``random_pixels`` permutes pixels only; ``random_pixels_labels`` also randomises the labels, which is what
-    the official ``--shufflePixel 1`` does.
+    the official ``--shufflePixel 1`` does. Labels come from ``seed`` (the official 12345 whatever the run's
+    seed), pixels from ``pixel_seed`` (the run's seed, as the official code's; ``seed`` when None).
     """
+    pixel_seed = seed if pixel_seed is None else pixel_seed
     if kind is None or kind == "none":
         return data, targets, True
     if kind == "random_labels":
         return data, random_labels(targets, num_classes, seed), True
     if kind == "random_pixels":
-        return random_pixels(data, seed), targets, True
+        return random_pixels(data, pixel_seed), targets, True
     if kind == "random_pixels_labels":
-        return random_pixels(data, seed), random_labels(targets, num_classes, seed), True
+        return random_pixels(data, pixel_seed), random_labels(targets, num_classes, seed), True
     if kind == "half_dataset":
         keep = half_dataset_indices(len(data), batch_size)
         return data[keep], targets[keep], False

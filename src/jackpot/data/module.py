@@ -99,7 +99,8 @@ class ImageDataModule(L.LightningDataModule):
         train_x, train_y = base.train_images[: self.train_subset], base.train_targets[: self.train_subset]
         test_x, test_y = base.test_images[: self.test_subset], base.test_targets[: self.test_subset]
         train_x, train_y, self._train_shuffle = apply_corruption(
-            train_x, train_y, self.corruption, self.num_classes, self.corruption_seed, self.batch_size
+            train_x, train_y, self.corruption, self.num_classes, self.corruption_seed, self.batch_size,
+            pixel_seed=self.seed,
         )
         self._train, self._test = (train_x, train_y), (test_x, test_y)
 

@@ -130,7 +130,7 @@ def _obd(
     model: nn.Module,
     ratio: float,
     batches: Batches,
-    estimator: str = "hutchinson",
+    estimator: str = "fisher",
     probes: int = 16,
     seed: int = 0,
 ) -> Mapping[str, Tensor]:
