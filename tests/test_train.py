@@ -50,6 +50,9 @@ def test_random_ticket_trains_with_exact_smart_ratio_counts_and_zeros(tmp_path, 
     assert on_disk["cell"] == {"model": "resnet8", "dataset": "cifar10", "pruner": "smart_ratio",
                                "sanity_check": "none", "ratio": 0.9, "seed": 0}
     assert 0.0 <= on_disk["final_acc"] <= 100.0 and on_disk["best_acc"] >= on_disk["final_acc"]
+    runtime = on_disk["runtime"]  # what `auto` resolved to on this CPU
+    assert runtime["device"].startswith("cpu: ") and (runtime["precision"], runtime["loader"]) == ("32-true", "torch")
+    assert (runtime["compiled"], runtime["steps_per_call"], runtime["step"]) == (False, 8, "eager")
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert (progress["stage"], progress["epoch"], progress["epochs"]) == ("ticket", 2, 2)
 

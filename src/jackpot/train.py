@@ -120,6 +120,21 @@ def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> Classi
     return ClassificationModule(model, schedule, _channels_last(cfg))
 
 
+def describe_runtime(cfg: DictConfig, trainer: L.Trainer, module: ClassificationModule,
+                     datamodule: ImageDataModule) -> dict[str, Any]:
+    """How the run was computed, `auto` settings resolved: runs of one identity may come from a CPU (fp32) and
+    a GPU (bf16, data on the device, recorded steps), and results.json says which."""
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor()
+                                                                             or platform.machine())
+    program = getattr(module, "_program", None)
+    return {
+        "device": f"{device.type}: {name}", "precision": str(trainer.precision), "loader": datamodule.loader,
+        "compiled": bool(cfg.trainer.compile), "steps_per_call": getattr(module, "steps_per_call", 1),
+        "step": "recorded CUDA graph" if program is not None and program.recorded else "eager",
+    }
+
+
 def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path,
                 progress: Path | None = None) -> tuple[dict, dict]:
     """Train the dense network on the data of the data check (clean if none); resumable from `work_dir`;
@@ -303,6 +318,7 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         "resumed": pruning.was_restored,
         "history": module.history,
         "wall_time_s": round(time.time() - started, 3),
+        "runtime": describe_runtime(cfg, trainer, module, datamodule),
         "versions": {"jackpot": jackpot.__version__, "torch": torch.__version__, "lightning": L.__version__,
                      "python": platform.python_version()},
         "config": OmegaConf.to_container(cfg, resolve=True),
