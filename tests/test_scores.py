@@ -268,17 +268,23 @@ def test_obd_fisher_is_the_mean_squared_per_sample_gradient_by_hand():
     assert not torch.allclose(scores["weight"], 0.5 * batch_fisher * layer.weight.detach().square())
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("chunk_bytes", [1, 3 * 4 * 150, 2**40])  # one sample, a few, all at once
-def test_obd_fisher_on_a_conv_bn_net_equals_a_loop_over_eval_mode_samples(monkeypatch, chunk_bytes):
+def test_obd_fisher_on_a_conv_bn_net_equals_a_loop_over_eval_mode_samples(monkeypatch, chunk_bytes, device):
     """Per-sample gradients by vmap, chunked to a memory budget, equal one backward per sample; the network is
-    scored in eval mode (running statistics) and left untouched."""
+    scored in eval mode (running statistics) and left untouched; on CUDA with channels_last weights too."""
     monkeypatch.setattr(scores_module, "FISHER_CHUNK_BYTES", chunk_bytes)
-    model = conv_bn_net().train()
+    model = conv_bn_net().train().to(device)
+    if device == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     with torch.no_grad():  # make running stats differ from batch stats
         model[1].running_mean.fill_(0.5)
         model[1].running_var.fill_(2.0)
     before = snapshot(model)
-    x, y = image_batch(6, 3, 5, 5, seed=10)
+    x, y = (t.to(device) for t in image_batch(6, 3, 5, 5, seed=10))
     scores = obd_scores(model, [(x[:4], y[:4]), (x[4:], y[4:])], estimator="fisher")
     assert_untouched(model, before)
     assert model.training
@@ -289,8 +295,9 @@ def test_obd_fisher_on_a_conv_bn_net_equals_a_loop_over_eval_mode_samples(monkey
         for acc, grad in zip(fisher, torch.autograd.grad(F.cross_entropy(reference(x[i:i + 1]), y[i:i + 1]),
                                                          weights), strict=True):
             acc.add_(grad.square() / len(y))
+    tolerance = {"rtol": 1e-3, "atol": 1e-7} if device == "cuda" else {}  # TF32 convolutions on CUDA
     for (name, w), f in zip(prunable_weights(reference), fisher, strict=True):
-        torch.testing.assert_close(scores[name], 0.5 * f * w.detach().square())
+        torch.testing.assert_close(scores[name], 0.5 * f * w.detach().square(), **tolerance)
 
 
 def test_obd_rejects_unknown_estimator():
