@@ -22,10 +22,10 @@ step() { local limit=$1; shift; echo "=== [$(date +%T)] $* (limit ${limit}s)" | 
          echo "=== exit ${PIPESTATUS[0]}" | tee -a "$LOG"; }
 { nvidia-smi -L; nproc; python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"; } 2>&1 | tee -a "$LOG"
 B="python3 -m jackpot.bench --device cuda --batch 64"
-# 1. recorded (CUDA-graph) training equals eager training, masks stay exact; the device pipeline and OBD's
-#    per-sample Fisher on CUDA (~40 s)
+# 1. recorded (CUDA-graph) training equals eager training, masks stay exact; the device pipeline, OBD's
+#    per-sample Fisher and the ticket scored on the GPU (~45 s)
 step 60 python3 -m pytest -q -p no:cacheprovider tests/test_step_graph.py tests/test_device_loader.py \
-  tests/test_scores.py -k "cuda"
+  tests/test_scores.py tests/test_callback.py -k "cuda"
 # 2. launch latency; one step of ResNet32 and VGG19, eager vs jackpot's recorded graph, without Lightning (~60 s)
 step 60 python3 scripts/gpu_diag.py
 # 3. ResNet32: (a)/(b)/(c) with (c) recorded (the default) and (c) eager side by side, host syncs, GPU overhead

@@ -34,6 +34,8 @@ CONFIG_CASES = [
     (["pruner=snip", "sanity_check=half_dataset"], "pruner=snip prunes at init"),
     (["pruner=dense", "sanity_check=reinit"], "pruner=dense has no mask"),
     (["pruner=random", "sanity_check=layerwise_rearrange"], "already random"),
+    (["pruner=snip", "sanity_check=random_pixels", "sanity_check.pixel_scramble=shared"],
+     "sanity_check.pixel_scramble='shared' is not allowed; choose one of: per_seed, fixed"),
     (["pruner=snip", "pruner.ticket_weights=trained"], "pruner=snip prunes at init, so there are no trained weights"),
     (["pruner=obd", "pruner.rounds=2"], "pruner.rounds=2: iterative pruning applies to lottery"),
     (["pruner=lottery", "pruner.rounds=0"], "pruner.rounds=0"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning.pytorch as L
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -24,8 +25,8 @@ def _loader(n: int = 96, classes: int = 10) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=32)
 
 
-def _trainer(callbacks, epochs: int = 2) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
+def _trainer(callbacks, epochs: int = 2, accelerator: str = "cpu") -> L.Trainer:
+    return L.Trainer(accelerator=accelerator, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                      callbacks=callbacks)
 
@@ -75,3 +76,24 @@ def test_masks_are_saved_and_part_of_the_callback_state(tmp_path):
     restored = PruningCallback(lambda net: None)
     restored.load_state_dict(callback.state_dict())
     assert restored.masks.equal(masks) and restored.was_restored
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_the_ticket_is_scored_on_the_device_the_run_trains_on(accelerator):
+    """Lightning moves the model to the GPU only after the callbacks' setup, where the ticket is made: scoring
+    there on the host would make a GPU run's SNIP/GraSP/OBD minutes long."""
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10)
+    masks = _random_masks(model, keep=0.5, seed=1)
+    seen: list[torch.device] = []
+
+    def make_ticket(net):
+        seen.append(next(net.parameters()).device)
+        masks.apply(net)
+        return masks
+
+    module = ClassificationModule(model, Schedule(epochs=1, lr=0.1, milestones=()))
+    _trainer([PruningCallback(make_ticket)], epochs=1, accelerator=accelerator).fit(
+        module, train_dataloaders=_loader(32), val_dataloaders=_loader(32))
+    assert [device.type for device in seen] == [accelerator]

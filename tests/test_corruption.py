@@ -124,8 +124,9 @@ def test_each_run_seed_scrambles_the_pixels_anew_and_keeps_the_official_labels()
     check; the random labels are the official seed-12345 ones for every run seed."""
     from jackpot.data import ImageDataModule
 
-    def train_data(check: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        module = ImageDataModule("digits", corruption=check, seed=seed, loader="torch", device="cpu")
+    def train_data(check: str, seed: int, pixel_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        module = ImageDataModule("digits", corruption=check, seed=seed, loader="torch", device="cpu",
+                                 pixel_seed=pixel_seed)
         module.setup("fit")
         return module.train_data
 
@@ -139,3 +140,19 @@ def test_each_run_seed_scrambles_the_pixels_anew_and_keeps_the_official_labels()
     np.testing.assert_array_equal(y0, y1)
     np.testing.assert_array_equal(y0, random_labels(clean_y, 10))
     np.testing.assert_array_equal(train_data("random_pixels", 1)[1], clean_y)
+    # sanity_check.pixel_scramble=fixed: one scramble (seed 12345) for every run seed, as jackpot did before
+    np.testing.assert_array_equal(train_data("random_pixels", 0, 12345)[0], train_data("random_pixels", 1, 12345)[0])
+
+
+@pytest.mark.parametrize(("scramble", "pixel_seed"), [("per_seed", 3), ("fixed", 12345)])
+def test_the_config_chooses_the_pixel_scramble_and_the_trunk_key_says_which(tmp_path, scramble, pixel_seed):
+    from conftest import compose_cfg
+
+    from jackpot.cache_keys import trunk_spec
+    from jackpot.train import make_datamodule
+
+    cfg = compose_cfg(tmp_path, ["dataset=digits", "pruner=lottery", "sanity_check=random_pixels_labels", "seed=3",
+                                 f"sanity_check.pixel_scramble={scramble}"])
+    assert make_datamodule(cfg, corruption=cfg.sanity_check.data).pixel_seed == pixel_seed
+    assert trunk_spec(cfg)["pixel_scramble"] == scramble
+    assert "pixel_scramble" not in trunk_spec(compose_cfg(tmp_path, ["dataset=digits", "pruner=lottery"]))

@@ -44,13 +44,16 @@ LAYERS = [{"name": "conv1.weight", "shape": [16, 3, 3, 3], "kept": 200, "total":
 
 def write_run(root: Path, name: str, pruner: str, ratio: float, seed: int, acc: float | None,
               status: str = "complete", model: str = "resnet8", dataset: str = "digits",
-              check: str = "none") -> Path:
-    """A results.json in the layout Hydra's sweep dir uses, through the project's own writer."""
+              check: str = "none", lr: float | None = None) -> Path:
+    """A results.json in the layout Hydra's sweep dir uses, through the project's own writer; with `lr`, it
+    stores a (small) config too, whose identity says which runs are the same run."""
     out = root / name / f"{model}-{dataset}" / f"{pruner}-{check}-r{ratio}-s{seed}"
     cell = {"model": model, "dataset": dataset, "pruner": pruner, "sanity_check": check, "ratio": ratio,
             "seed": seed}
     payload = {"status": status, "cell": cell, "name": name, "final_acc": acc,
                "best_acc": None if acc is None else acc + 0.5, "layers": LAYERS}
+    if lr is not None:
+        payload["config"] = {**cell, "name": name, "schedule": {"lr": lr}}
     return write_results(out, payload)
 
 
@@ -175,15 +178,23 @@ def test_own_runs_win_over_other_sweeps(tmp_path, sweeps_dir, toy_results, capsy
     assert rows[("grasp", "none", 0.9)]["source"] == "variant"
 
 
-def test_seeds_the_table_lacks_come_from_sweeps_that_share_the_cell(tmp_path, sweeps_dir, toy_results, capsys):
+def test_seeds_the_table_lacks_come_from_sweeps_that_ran_the_same_run(tmp_path, sweeps_dir, toy_results, capsys):
     """snip 0.9: toy holds seed 0 (82.5) and a failed seed 1. A sweep sharing the cell (reuse_from) completed
-    seeds 0-2: its seed 0 is not used (toy's own wins), its seeds 1 and 2 fill the gaps, the failure with them."""
+    seeds 0-2 of the very same run: its seed 0 is not used (toy's own wins), its seeds 1 and 2 fill the gaps,
+    the failure with them. Runs of another config (an ablation) and seeds the grid does not list are not."""
+    write_run(toy_results, "toy", "snip", 0.9, 0, 82.5, lr=0.1)
+    write_run(toy_results, "toy", "snip", 0.9, 1, None, status="failed", lr=0.1)
+    other = tmp_path / "other"
     for seed, acc in enumerate([10.0, 84.0, 86.0]):
-        write_run(tmp_path / "other", "shared", "snip", 0.9, seed, acc)
-    write_run(tmp_path / "other", "lesser", "snip", 0.9, 2, 0.0)  # fewer complete runs of the cell: ranked last
+        write_run(other, "shared", "snip", 0.9, seed, acc, lr=0.1)
+    write_run(other, "lesser", "snip", 0.9, 2, 0.0, lr=0.1)  # fewer complete runs of the cell: ranked last
+    write_run(other, "ablation", "snip", 0.9, 1, 1.0, lr=0.07)  # another config: never mixed in
+    write_run(other, "ablation", "snip", 0.9, 2, 1.0, lr=0.07)
+    write_run(other, "ablation", "snip", 0.9, 0, 1.0, lr=0.07)
+    write_run(other, "more", "snip", 0.9, 3, 1.0, lr=0.1)  # a seed toy's grid does not list
     out = tmp_path / "tables"
-    code, printed = run_cli([str(toy_results), str(tmp_path / "other"), "--sweep", "toy", "--sweeps-dir",
-                             str(sweeps_dir), "--out", str(out), "--format", "csv,md,rich"], capsys)
+    code, printed = run_cli([str(toy_results), str(other), "--sweep", "toy", "--sweeps-dir", str(sweeps_dir),
+                             "--out", str(out), "--format", "csv,md,rich"], capsys)
     assert code == 0
     row = read_csv(out / "toy.csv")[("snip", "none", 0.9)]
     assert (row["status"], int(row["n"]), int(row["n_failed"])) == ("ok", 3, 0)
@@ -192,7 +203,7 @@ def test_seeds_the_table_lacks_come_from_sweeps_that_share_the_cell(tmp_path, sw
     assert row["source"] == "toy+shared" and row["seeds"] == "0,1,2"
     # a cell toy has complete runs of for every seed it has stays toy's alone
     assert read_csv(out / "toy.csv")[("snip", "none", 0.5)]["source"] == "toy"
-    assert "taken from: shared" in printed and "lesser" not in printed
+    assert "taken from: shared" in printed and "lesser" not in printed and "ablation" not in printed
     assert "taken from the sweeps: shared." in (out / "toy.md").read_text()
 
 

@@ -26,9 +26,9 @@ def trunk_spec(cfg: DictConfig) -> dict[str, Any]:
         "schedule": OmegaConf.to_container(cfg.schedule, resolve=True),
         "pretrain_epochs": pretrain_epochs(cfg), "seed": int(cfg.seed),
         "limit_train_batches": cfg.trainer.limit_train_batches, "precision": cfg.trainer.precision,
-        # pixel checks scramble the images per run seed (earlier versions used one scramble for every seed;
-        # this keeps their cached trunks apart)
-        **({"pixels": "per seed"} if "pixels" in str(cfg.sanity_check.data) else {}),
+        # pixel checks: one scramble per run seed, or one for all (earlier versions did the latter and wrote no
+        # such key, so their cached trunks are not reused)
+        **({"pixel_scramble": cfg.sanity_check.pixel_scramble} if cfg.sanity_check.get("pixel_scramble") else {}),
     }
 
 

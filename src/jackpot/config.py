@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 DATA_CHECKS = ("random_labels", "random_pixels", "random_pixels_labels", "half_dataset")
+PIXEL_SCRAMBLES = ("per_seed", "fixed")
 MASK_CHECKS = ("layerwise_rearrange",)
 WEIGHT_CHECKS = ("layerwise_shuffle", "reinit")
 LOADERS = ("auto", "torch", "device")
@@ -160,6 +161,8 @@ def _validate_checks(cfg: DictConfig, methods) -> None:
     name = check.name
     if check.data is not None:
         _choice("sanity_check.data", check.data, DATA_CHECKS)
+    if check.get("pixel_scramble") is not None:
+        _choice("sanity_check.pixel_scramble", check.pixel_scramble, PIXEL_SCRAMBLES)
     if check.mask is not None:
         _choice("sanity_check.mask", check.mask, MASK_CHECKS)
     if check.weights is not None:

@@ -24,6 +24,7 @@ from jackpot.cell_lock import cell_lock
 from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
 from jackpot.data import ImageDataModule
+from jackpot.data.corruption import OFFICIAL_SEED
 from jackpot.io import write_json_atomic
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
@@ -49,6 +50,7 @@ def make_datamodule(cfg: DictConfig, corruption: str | None) -> ImageDataModule:
         name=d.name, root=str(d.root), batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
         num_workers=d.num_workers, loader=loader, device="cuda" if gpu and loader == "device" else "cpu",
         augment=d.augment, hflip=d.hflip, corruption=corruption, seed=int(cfg.seed), download=d.download,
+        pixel_seed=OFFICIAL_SEED if cfg.sanity_check.get("pixel_scramble") == "fixed" else None,
         verify_md5=d.verify_md5, train_subset=d.train_subset, test_subset=d.test_subset,
     )
 

@@ -69,15 +69,18 @@ class JackpotSweeper(BasicSweeper):
         # `${hydra:runtime.cwd}` (paths.root_dir) appears in hydra.sweep.dir, which the sweeper reads in the driver
         HydraConfig.instance().set_config(self.config)
         self.launcher = LaunchUnfinished(self.launcher, self)
-        # Hydra records the sweep in <sweep dir>/multirun.yaml before the jobs are checked; a sweep that launches
-        # nothing (a dry run, a refused config, all complete) leaves the record of the last launch as it was
+        # Hydra records the sweep in <sweep dir>/multirun.yaml before the jobs are checked; a dry run or a refused
+        # sweep leaves that as it was, and so does one that launches nothing when an earlier launch wrote one
         # (jackpot-tables reads the grid of a sweep without a sweep file from it).
         record = SweepRecord(Path(self.config.hydra.sweep.dir))
         try:
             returns = super().sweep(arguments)
-        finally:
+        except BaseException:
             if not self.launcher.launched:
                 record.restore()
+            raise
+        if not self.launcher.launched and (self.dry_run or record.previous is not None):
+            record.restore()
         return returns
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:

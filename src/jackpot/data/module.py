@@ -43,6 +43,7 @@ class ImageDataModule(L.LightningDataModule):
         corruption: str | None = None,
         corruption_seed: int = OFFICIAL_SEED,
         seed: int = 0,
+        pixel_seed: int | None = None,
         download: bool = True,
         verify_md5: bool = True,
         train_subset: int | None = None,
@@ -65,6 +66,7 @@ class ImageDataModule(L.LightningDataModule):
         self.corruption = check_corruption(corruption)
         self.corruption_seed = int(corruption_seed)
         self.seed = int(seed)
+        self.pixel_seed = self.seed if pixel_seed is None else int(pixel_seed)  # random pixels' scramble
         self.download = bool(download)
         self.verify_md5 = bool(verify_md5)
         self.train_subset = train_subset
@@ -100,7 +102,7 @@ class ImageDataModule(L.LightningDataModule):
         test_x, test_y = base.test_images[: self.test_subset], base.test_targets[: self.test_subset]
         train_x, train_y, self._train_shuffle = apply_corruption(
             train_x, train_y, self.corruption, self.num_classes, self.corruption_seed, self.batch_size,
-            pixel_seed=self.seed,
+            pixel_seed=self.pixel_seed,
         )
         self._train, self._test = (train_x, train_y), (test_x, test_y)
 

@@ -238,16 +238,16 @@ def _fisher_diagonal(
     ws = tuple(w.detach() for _, w in weights)
     budget = FISHER_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     chunk = max(1, budget // sum(w.numel() * w.element_size() for w in ws))
-    diag = [torch.zeros_like(w) for w in ws]
+    diag = [torch.zeros_like(w, dtype=torch.float32) for w in ws]  # 16-bit sums of squares would underflow
     samples = 0
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         for start in range(0, len(y), chunk):
             grads = per_sample(ws, x[start:start + chunk], y[start:start + chunk])
             for acc, g in zip(diag, grads, strict=True):
-                acc.add_(g.square().sum(0))
+                acc.add_(g.float().square().sum(0))
         samples += len(y)
-    return [d / samples for d in diag]
+    return [(d / samples).to(w.dtype) for d, w in zip(diag, ws, strict=True)]
 
 
 def _rademacher(shape: torch.Size, like: Tensor, generator: torch.Generator) -> Tensor:

@@ -130,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     writes = bool(written_formats or args.figures)
     summaries = build_tables(loaded, specs, names, out if writes else None, formats, args.figures,
                              args.metric, console)
+    for name in names:
+        if name not in summaries:
+            console.print(f"[yellow]{name}: no cells to show (no runs yet, and its grid leaves an axis to the "
+                          "config's defaults)[/yellow]")
     if summaries and writes:
         console.print(f"written to {out}/")
     _report_unfinished(console, loaded.roots, names)

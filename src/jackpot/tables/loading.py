@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from jackpot.results import RESULTS_FILE, MalformedResults, read_results
+from jackpot.run_identity import identity_hash, run_identity
 from jackpot.tables.cells import AXES, norm_ratio
 
 
@@ -24,7 +25,8 @@ class Loaded:
     roots: list[Path]
 
 
-RUN_COLUMNS = ["name", *AXES, "seed", "status", "final_acc", "best_acc", "layers", "source_path", "mtime"]
+RUN_COLUMNS = ["name", *AXES, "seed", "status", "final_acc", "best_acc", "layers", "identity", "source_path",
+               "mtime"]
 
 
 def _run_record(data: Mapping[str, Any], path: str, mtime: float) -> dict[str, Any]:
@@ -37,9 +39,21 @@ def _run_record(data: Mapping[str, Any], path: str, mtime: float) -> dict[str, A
         "status": str(data["status"]),
         "final_acc": _number(data.get("final_acc")), "best_acc": _number(data.get("best_acc")),
         "layers": data.get("layers") if isinstance(data.get("layers"), list) else None,
-        "source_path": path, "mtime": mtime,
+        "identity": _identity(data), "source_path": path, "mtime": mtime,
     }
     return record
+
+
+def _identity(data: Mapping[str, Any]) -> str | None:
+    """The hash of the run's identity (`jackpot.run_identity`) without its seed, recomputed from its stored
+    config (None without one): runs of one cell with the same such identity are seeds of the same experiment,
+    whatever sweep (`name`) ran them."""
+    config = data.get("config")
+    if not isinstance(config, dict):
+        return None
+    identity = run_identity(config)
+    identity.pop("seed", None)
+    return identity_hash(identity)
 
 
 def _number(value: Any) -> float:
@@ -80,7 +94,7 @@ def load_wandb(source: str) -> tuple[list[dict[str, Any]], list[str]]:
         try:
             done = run.state == "finished" and isinstance(summary.get("final_acc"), int | float)
             data = {"name": run.group or config.get("name"), "status": "complete" if done else "failed",
-                    "cell": {k: config[k] for k in (*AXES, "seed")},
+                    "cell": {k: config[k] for k in (*AXES, "seed")}, "config": config.get("full"),
                     "final_acc": summary.get("final_acc"), "best_acc": summary.get("best_acc")}
             created = pd.Timestamp(run.created_at).timestamp() if run.created_at else 0.0
             records.append(_run_record(data, where, created))

@@ -53,19 +53,28 @@ class SweepSpec:
                 seen.append(value)
         return seen
 
+    def seeds(self, cell: Cell) -> set[int] | None:
+        """The seeds the sweep files run `cell` with; None for a cell no grid spells out (the dense rows)."""
+        found = [{int(seed) for seed in grid.get("seed", [0])} for grid in self.grids if cell in _grid_cells(grid)]
+        return set().union(*found) if found else None
+
     def expected(self) -> dict[Cell, int]:
         """Every cell the table should hold -> how many seeds each should have."""
         cells: dict[Cell, int] = {}
         for grid in self.grids:
-            if any(axis not in grid for axis in AXES):
-                continue  # an axis left to the config's default: its value is unknown here
             n_seeds = len(grid.get("seed", [0]))
-            for combo in itertools.product(*(grid[axis] for axis in AXES)):
-                cell = cell_key(dict(zip(AXES, combo, strict=True)))
+            for cell in _grid_cells(grid):
                 cells[cell] = max(cells.get(cell, 0), n_seeds)
         for cell in self.published:
             cells.setdefault(cell, 0)  # published but run by another sweep (dense rows): seed count unknown
         return cells
+
+
+def _grid_cells(grid: Mapping[str, list]) -> list[Cell]:
+    """The cells of one grid; none when an axis is left to the config's default (its value is unknown here)."""
+    if any(axis not in grid for axis in AXES):
+        return []
+    return [cell_key(dict(zip(AXES, combo, strict=True))) for combo in itertools.product(*(grid[a] for a in AXES))]
 
 
 def parse_sweep_params(params: Mapping[str, Any] | None) -> dict[str, list]:

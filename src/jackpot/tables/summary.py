@@ -15,9 +15,11 @@ from jackpot.tables.specs import SweepSpec, parse_published
 def summarize(runs: pd.DataFrame, spec: SweepSpec, metric: str = "final_acc") -> pd.DataFrame:
     """One row per cell of the table: expected cells, plus any other cell the table's own runs hold.
 
-    A cell is filled from the runs named like the table, seed by seed; a seed the table has no complete run of
-    takes the same cell's complete run of that seed from another sweep (the dense rows come from `dense`, the
-    cells two tables share from whichever ran them: `hydra.sweeper.reuse_from`), and `source` names them all.
+    A cell is filled from the runs named like the table. A seed the sweep files list that the table has no
+    complete run of takes the complete run of that seed from another sweep that ran the same experiment (the
+    same identity but for the seed: `hydra.sweeper.reuse_from` skips those jobs). A cell the table has no runs
+    of at all is taken from the sweep with the most complete runs of it (the dense rows come from `dense`).
+    `source` names them all.
     """
     expected = spec.expected()
     own = runs[runs["name"] == spec.name]
@@ -29,26 +31,30 @@ def summarize(runs: pd.DataFrame, spec: SweepSpec, metric: str = "final_acc") ->
     rows = []
     for cell, n_expected in cells.items():
         group = by_cell.get(cell)
-        chosen, sources = _runs_by_seed(group, spec.name) if group is not None else (None, [])
+        chosen, sources = _cell_runs(group, spec.name, spec.seeds(cell)) if group is not None else (None, [])
         rows.append(_cell_row(cell, chosen, n_expected, spec.published.get(cell), metric, "+".join(sources)))
     return pd.DataFrame(rows)
 
 
-def _runs_by_seed(group: pd.DataFrame, table: str) -> tuple[pd.DataFrame, list[str]]:
-    """The runs one cell shows and the sweeps they come from, the table first. Per seed: the first sweep with a
-    complete run of it, in order of preference (the table, then the sweeps with the most complete runs of the
-    cell); a seed nobody completed shows the failed runs of the first sweep that has any."""
+def _cell_runs(group: pd.DataFrame, table: str, seeds: set[int] | None) -> tuple[pd.DataFrame, list[str]]:
+    """The runs one cell shows and the sweeps they come from, the lead first: the table's own runs (else those
+    of the sweep with the most complete runs of the cell), then, for each of `seeds` (any seed when None) the
+    lead has no complete run of, a complete run with the identity of the lead's runs from another sweep (the
+    one with the most complete runs of the cell first). A lender's run replaces the lead's failed run of it."""
     complete = group["status"] == "complete"
     counts = group[complete].groupby("name").size()
-    names = sorted(set(group["name"]), key=lambda n: (n != table, -int(counts.get(n, 0)), str(n)))
-    picked = []
-    for _, runs in group.groupby("seed", sort=True):
-        done = runs[runs["status"] == "complete"]
-        pool = done if not done.empty else runs
-        first = min(pool["name"], key=names.index)
-        picked.append(pool[pool["name"] == first])
-    chosen = pd.concat(picked)
-    return chosen, [n for n in names if n in set(chosen["name"])]
+    ranked = sorted(set(group["name"]), key=lambda n: (n != table, -int(counts.get(n, 0)), str(n)))
+    lead, others = ranked[0], ranked[1:]
+    mine = group[group["name"] == lead]
+    lenders = group[complete & group["name"].isin(others) & group["identity"].isin(set(mine["identity"].dropna()))]
+    lenders = lenders[~lenders["seed"].isin(set(mine.loc[mine["status"] == "complete", "seed"]))]
+    if seeds is not None:
+        lenders = lenders[lenders["seed"].isin(seeds)]
+    rank = {name: i for i, name in enumerate(others)}
+    lenders = lenders.sort_values("name", key=lambda names: names.map(rank), kind="stable")
+    lenders = lenders.drop_duplicates("seed")
+    mine = mine[~mine["seed"].isin(set(lenders["seed"]))]
+    return pd.concat([mine, lenders]), [lead, *[n for n in others if n in set(lenders["name"])]]
 
 
 def _cell_row(cell: Cell, runs: pd.DataFrame | None, n_expected: int, published: Any, metric: str,
