@@ -1,3 +1,3 @@
 """jackpot: sanity-checking pruning methods (Su et al., NeurIPS 2020) as Lightning + Hydra experiments."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
