@@ -97,8 +97,10 @@ def test_quickstart_multirun_writes_one_result_per_job_and_builds_its_table(tmp_
     # run is not complete here: not ratio 0.5 (never run) nor lr 0.07 (another config), but not the lr 0.05 runs
     # at ratio 0.9 either, which are (seeds 0 and 1, both pruners).
     proc = multirun(tmp_path, "sweep=quickstart", "name=sharing", "ratio=0.9,0.5", "schedule.lr=0.05,0.07",
-                    "hydra.sweeper.reuse_from=[quickstart]", "hydra.sweeper.dry_run=true")
+                    "hydra.sweeper.reuse_from=[quikstart,quickstart]", "hydra.sweeper.dry_run=true")
     printed = proc.stdout + proc.stderr
+    assert f"jackpot: hydra.sweeper.reuse_from: no runs of quikstart ({tmp_path / 'outputs' / 'quikstart'}) yet" \
+        in printed  # a typo, or a sweep not run yet, is named
     assert ("jackpot: 4 jobs already complete in other sweeps (4 in quickstart; hydra.sweeper.reuse_from), "
             "not launched") in printed
     planned = re.findall(r"#\d+ - new: .*pruner=(\w+).*ratio=([\d.]+).*seed=(\d).*schedule.lr=([\d.]+)", printed)

@@ -93,8 +93,10 @@ class JackpotSweeper(BasicSweeper):
             _refuse(err)
         loader = self.hydra_context.config_loader
         problems: list[str] = []
-        for overrides in batch:
+        for index, overrides in enumerate(batch):
             cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
+            if index == 0 and reuse_from and (absent := _absent_sweeps(cfg, reuse_from)):
+                log.info(f"jackpot: hydra.sweeper.reuse_from: no runs of {', '.join(absent)} yet")
             try:
                 validate(cfg)
                 plan = JobPlan(_job_output_dir(cfg))
@@ -226,19 +228,29 @@ def _sweep_names(names: Sequence[str] | None) -> tuple[str, ...]:
 def _complete_elsewhere(cfg, identity, names: Sequence[str]) -> str | None:
     """The first of the sweeps `names` whose output dir for this job (the job's, with `name` set to it) holds
     this run, complete; None if none does (a run of another config there is simply not this run)."""
+    for name in names:
+        folder = _as_sweep(cfg, name, _job_output_dir)
+        if name != cfg.name and folder is not None and is_complete(folder, identity):
+            return name
+    return None
+
+
+def _absent_sweeps(cfg, names: Sequence[str]) -> list[str]:
+    """The sweeps of `names` (other than this one) without an output dir yet: nothing to reuse from them, or a
+    typo; "name (its dir)" each."""
+    dirs = {name: _as_sweep(cfg, name, lambda c: Path(c.hydra.sweep.dir)) for name in names if name != cfg.name}
+    return [f"{name} ({folder})" for name, folder in dirs.items() if not folder.is_dir()]
+
+
+def _as_sweep(cfg, name: str, read):
+    """`read(cfg)` with the job's `name` set to `name` (the sweep dir interpolates it), then set back."""
     from omegaconf import open_dict, read_write
 
     own = cfg.name
     try:
-        for name in names:
-            if name == own:
-                continue
-            with read_write(cfg), open_dict(cfg):
-                cfg.name = name
-                folder = _job_output_dir(cfg)
-            if folder is not None and is_complete(folder, identity):
-                return name
-        return None
+        with read_write(cfg), open_dict(cfg):
+            cfg.name = name
+            return read(cfg)
     finally:
         with read_write(cfg), open_dict(cfg):
             cfg.name = own
