@@ -197,7 +197,8 @@ class SweepRecord:
 
     def __init__(self, sweep_dir: Path) -> None:
         self.sweep_dir = sweep_dir
-        self.dir_existed = sweep_dir.is_dir()
+        # the folders Hydra will create for it (the sweep dir and any missing parent), deepest first
+        self.new_dirs = [d for d in (sweep_dir, *sweep_dir.parents) if not d.exists()]
         path = sweep_dir / self.FILE
         self.previous = path.read_bytes() if path.is_file() else None
 
@@ -207,8 +208,10 @@ class SweepRecord:
             write_bytes_atomic(path, self.previous)
             return
         path.unlink(missing_ok=True)
-        if not self.dir_existed and self.sweep_dir.is_dir() and not any(self.sweep_dir.iterdir()):
-            self.sweep_dir.rmdir()
+        for folder in self.new_dirs:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 def _sweep_names(names: Sequence[str] | None) -> tuple[str, ...]:
