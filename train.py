@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
-from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
 
-from jackpot.errors import USER_ERRORS, format_user_error
+from jackpot.errors import USER_ERRORS, exit_with_user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -22,7 +20,7 @@ def main(cfg: DictConfig) -> float | None:
     try:  # before Lightning and the data loaders are imported: a bad value is reported in seconds, not ~10 s
         validate(cfg)
     except USER_ERRORS as err:
-        _exit_with(err)
+        exit_with_user_error(err)
     from jackpot.report import print_results
     from jackpot.train import run
 
@@ -40,17 +38,9 @@ def main(cfg: DictConfig) -> float | None:
         print(f"jackpot: {busy}", file=sys.stderr)
         return None
     except USER_ERRORS as err:
-        _exit_with(err)
+        exit_with_user_error(err)
     print_results(results)
     return results.get("final_acc")
-
-
-def _exit_with(err: BaseException) -> NoReturn:
-    """One line and exit code 2; the traceback with HYDRA_FULL_ERROR=1."""
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise err
-    print(format_user_error(err), file=sys.stderr)
-    sys.exit(2)
 
 
 def _lightning_logs_through_hydra() -> None:

@@ -30,18 +30,15 @@ launching them.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 from jackpot.cache_keys import missing_work
 from jackpot.config import ConfigError, join_limited, validate
-from jackpot.errors import format_user_error
+from jackpot.errors import exit_with_user_error
 from jackpot.io import write_bytes_atomic
 from jackpot.results import is_complete
 from jackpot.run_identity import holds_finished_run, run_identity
@@ -90,7 +87,7 @@ class JackpotSweeper(BasicSweeper):
         try:
             reuse_from = _sweep_names(self.reuse_from)
         except ConfigError as err:
-            _refuse(err)
+            exit_with_user_error(err)
         loader = self.hydra_context.config_loader
         problems: list[str] = []
         for index, overrides in enumerate(batch):
@@ -111,18 +108,9 @@ class JackpotSweeper(BasicSweeper):
             except ConfigError as err:
                 problems.append(f"[{' '.join(overrides)}]: {err}")
         if problems:
-            _refuse(ConfigError(
+            exit_with_user_error(ConfigError(
                 f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {join_limited(problems)}"
             ))
-
-
-def _refuse(error: ConfigError) -> NoReturn:
-    """Stop the sweep before any job starts: the error in one line, exit code 2 (the traceback with
-    HYDRA_FULL_ERROR=1)."""
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise error
-    print(format_user_error(error), file=sys.stderr)
-    sys.exit(2)
 
 
 class LaunchUnfinished:
