@@ -53,10 +53,13 @@ class SweepSpec:
                 seen.append(value)
         return seen
 
-    def seeds(self, cell: Cell) -> set[int] | None:
-        """The seeds the sweep files run `cell` with; None for a cell no grid spells out (the dense rows)."""
-        found = [{int(seed) for seed in grid.get("seed", [0])} for grid in self.grids if cell in _grid_cells(grid)]
-        return set().union(*found) if found else None
+    def seeds(self) -> dict[Cell, set[int]]:
+        """The seeds the sweep files run each cell with (a cell no grid spells out, like the dense rows, has none)."""
+        seeds: dict[Cell, set[int]] = {}
+        for grid in self.grids:
+            for cell in _grid_cells(grid):
+                seeds.setdefault(cell, set()).update(int(seed) for seed in grid.get("seed", [0]))
+        return seeds
 
     def expected(self) -> dict[Cell, int]:
         """Every cell the table should hold -> how many seeds each should have."""

@@ -28,10 +28,11 @@ def summarize(runs: pd.DataFrame, spec: SweepSpec, metric: str = "final_acc") ->
         cells.setdefault(cell_key(dict(zip(AXES, cell, strict=True))), 0)
 
     by_cell = {key: group for key, group in runs.groupby(list(AXES), sort=False)} if not runs.empty else {}
+    seeds = spec.seeds()
     rows = []
     for cell, n_expected in cells.items():
         group = by_cell.get(cell)
-        chosen, sources = _cell_runs(group, spec.name, spec.seeds(cell)) if group is not None else (None, [])
+        chosen, sources = _cell_runs(group, spec.name, seeds.get(cell)) if group is not None else (None, [])
         rows.append(_cell_row(cell, chosen, n_expected, spec.published.get(cell), metric, "+".join(sources)))
     return pd.DataFrame(rows)
 
