@@ -220,8 +220,10 @@ def _complete_elsewhere(cfg, identity, names: Sequence[str]) -> str | None:
     """The first of the sweeps `names` whose output dir for this job (the job's, with `name` set to it) holds
     this run, complete; None if none does (a run of another config there is simply not this run)."""
     for name in names:
+        if name == cfg.name:
+            continue
         folder = _as_sweep(cfg, name, _job_output_dir)
-        if name != cfg.name and folder is not None and is_complete(folder, identity):
+        if folder is not None and is_complete(folder, identity):
             return name
     return None
 
