@@ -3,23 +3,10 @@
 #   bash scripts/gpu_check.sh        (everything goes to $OUT/gpu_check.log, or ./gpu_check.log without $OUT)
 # Run it with the device tool's timeout_s=540. Steps are ordered by value: if time runs out, the log still holds
 # the earlier ones. Each step has its own limit, so one slow step cannot eat the rest.
-# The device image has torch and Lightning but not Hydra/omegaconf: `make gpu-wheels` puts them in .whl/ (ignored
-# by git, so the device tool needs carry=[".whl"]).
+# Needs the carried wheels (scripts/gpu_common.sh): `make gpu-wheels`, then carry=[".whl"].
 set -u
-OUT=${OUT:-.}
-LOG="$OUT/gpu_check.log"
-# RuntimeWarnings stay visible: a CUDA-graph recording that falls back to eager steps says why in one
-export PYTHONUNBUFFERED=1 WANDB_MODE=disabled PYTHONWARNINGS="ignore,default::RuntimeWarning"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="$PWD/src:/tmp/site"
-else
-  export PYTHONPATH="$PWD/src"
-fi
-step() { local limit=$1; shift; echo "=== [$(date +%T)] $* (limit ${limit}s)" | tee -a "$LOG";
-         timeout "$limit" "$@" 2>&1 | grep --line-buffered -v -e "^  triton_" -e AUTOTUNE -e "^strides:" -e "^dtypes:" \
-           -e "Autotune Choices" -e '"best_kernel"' -e "^  convolution " | tee -a "$LOG"
-         echo "=== exit ${PIPESTATUS[0]}" | tee -a "$LOG"; }
+LOG=gpu_check.log
+source "$(dirname "$0")/gpu_common.sh"
 { nvidia-smi -L; nproc; python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"; } 2>&1 | tee -a "$LOG"
 B="python3 -m jackpot.bench --device cuda --batch 64"
 # 1. recorded (CUDA-graph) training equals eager training, masks stay exact; the device pipeline, OBD's

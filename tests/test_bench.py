@@ -119,3 +119,7 @@ def test_packing_runs_on_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["one"]["procs"] == 1 and len(res["many"]["children"]) == 2 and res["speedup"] > 0
+    # each child's torch threads are its share of the cores, as a launcher's num_cpus gives them
+    cores = os.cpu_count() or 1
+    assert [c["threads"] for c in res["one"]["children"]] == [cores]
+    assert [c["threads"] for c in res["many"]["children"]] == [max(1, cores // 2)] * 2

@@ -214,3 +214,27 @@ def test_ray_local_launcher_runs_a_tiny_sweep_on_cpu(tmp_path):
     found = results_under(tmp_path / "outputs" / "quickstart")
     assert sorted(found) == [("smart_ratio", 0.9, 0), ("smart_ratio", 0.9, 1)]
     assert all(data["status"] == "complete" for data in found.values())
+
+
+def test_packing_jobs_on_a_gpu_without_mps_is_warned_about_before_launching(tmp_path):
+    """ray_local_fractional puts 4 jobs on each GPU, which pays only under CUDA MPS (0.64x of one run without
+    it, 1.99x with it on an H200): the sweep says so when no MPS daemon's control pipe is found, and is silent
+    once there is one, or when the launcher gives each job a whole GPU."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
+    pipe_dir = tmp_path / "mps"
+    pipe_dir.mkdir()
+    env = {"RAY_AUTH_MODE": "disabled", "CUDA_MPS_PIPE_DIRECTORY": str(pipe_dir)}
+    sweep = ["sweep=quickstart", "pruner=smart_ratio", "ratio=0.9", "hydra.sweeper.dry_run=true"]
+    warning = "hydra.launcher.ray.remote.num_gpus=0.25 packs 4 jobs per GPU, but no CUDA MPS daemon is running"
+
+    packed = multirun(tmp_path, *sweep, "hydra/launcher=ray_local_fractional", env=env)
+    assert warning in packed.stdout + packed.stderr and str(pipe_dir) in packed.stdout + packed.stderr
+    halves = multirun(tmp_path, *sweep, "hydra/launcher=ray_local_fractional", "hydra.launcher.ray.remote.num_gpus=0.5",
+                      env=env)
+    assert "num_gpus=0.5 packs 2 jobs per GPU" in halves.stdout + halves.stderr
+    whole = multirun(tmp_path, *sweep, "hydra/launcher=ray_local", env=env)
+    assert "MPS" not in whole.stdout + whole.stderr
+    (pipe_dir / "control").touch()  # where a running daemon keeps its control pipe
+    under_mps = multirun(tmp_path, *sweep, "hydra/launcher=ray_local_fractional", env=env)
+    assert "MPS" not in under_mps.stdout + under_mps.stderr
+    assert "2 jobs would be launched" in under_mps.stdout + under_mps.stderr

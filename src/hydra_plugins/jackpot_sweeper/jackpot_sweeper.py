@@ -35,10 +35,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from omegaconf import OmegaConf
 
 from jackpot.cache_keys import missing_work
 from jackpot.config import ConfigError, join_limited, validate
 from jackpot.errors import exit_with_user_error
+from jackpot.gpu_sharing import packing_warning
 from jackpot.io import write_bytes_atomic
 from jackpot.results import is_complete
 from jackpot.run_identity import holds_finished_run, run_identity
@@ -65,6 +67,10 @@ class JackpotSweeper(BasicSweeper):
 
         # `${hydra:runtime.cwd}` (paths.root_dir) appears in hydra.sweep.dir, which the sweeper reads in the driver
         HydraConfig.instance().set_config(self.config)
+        launcher = self.config.hydra.launcher
+        if warning := packing_warning(OmegaConf.select(launcher, "ray.remote.num_gpus", default=None),
+                                      OmegaConf.select(launcher, "ray.init.address", default=None)):
+            log.warning(warning)
         self.launcher = LaunchUnfinished(self.launcher, self)
         # Hydra records the sweep in <sweep dir>/multirun.yaml before the jobs are checked; a dry run or a refused
         # sweep leaves that as it was, and so does one that launches nothing when an earlier launch wrote one

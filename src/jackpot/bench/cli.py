@@ -23,21 +23,14 @@ from jackpot.bench.report import format_report, machine
 from jackpot.bench.scoring import score_once, scoring
 from jackpot.bench.training_speed import framework_overhead, throughput
 from jackpot.bench.variants import quiet_lightning
-from jackpot.malloc import keep_freed_cpu_memory
+from jackpot.bench.workload import apply_process_settings
 
 
 def run_bench(cfg: BenchConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Every section not in cfg.skip; returns the results and prints the report."""
     import lightning
 
-    if cfg.device == "cuda":
-        torch.backends.cudnn.benchmark = True  # the original code's setting; same for every variant
-    if "cpu" in (cfg.device, cfg.overhead_device):
-        # jackpot's module does this at fit start on CPU; doing it first keeps every round alike
-        keep_freed_cpu_memory()
-    torch.set_float32_matmul_precision("high")  # what jackpot.train.run sets
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    apply_process_settings(cfg.device, cfg.overhead_device, cfg.threads)
     res: dict[str, Any] = {"config": asdict(cfg), "machine": machine(), "lightning": lightning.__version__,
                            "torch": torch.__version__}
     with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raw = spec["cfg"]
         raw["score_classes"], raw["skip"] = tuple(raw["score_classes"]), tuple(raw["skip"])
         raw["score_offload"] = tuple(raw["score_offload"])
-        print(json.dumps(pack_child(BenchConfig(**raw), spec["window"])))
+        print(json.dumps(pack_child(BenchConfig(**raw), spec["window"], spec["threads"])))
         return {}
     packing = argv[:1] == ["pack"]
     parser = build_parser()
@@ -167,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"packing (c) {cfg.model} batch {cfg.batch} on {cfg.device}, {ns.window:.0f} s windows: "
               f"1 process {single['total_img_per_s']:.0f} img/s; {ns.procs} processes "
               f"{many['total_img_per_s']:.0f} img/s total "
-              f"({', '.join(format(c['img_per_s'], '.0f') for c in many['children'])}); "
+              f"({', '.join(format(c['img_per_s'], '.0f') for c in many['children'])}; "
+              f"{many['threads_per_child']} CPU threads each); "
               f"{res['speedup']:.2f}x  (target >= 1.5x)  machine: {res['machine']}")
     else:
         res = run_bench(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,11 +16,13 @@ import torch
 
 from jackpot.bench.config import KEEP, MEAN, STD, BenchConfig
 from jackpot.bench.variants import LightningRun, quiet_lightning
-from jackpot.bench.workload import build_net, random_masks, sync_device, synthetic_cifar
+from jackpot.bench.workload import apply_process_settings, build_net, random_masks, sync_device, synthetic_cifar
 
 
-def pack_child(cfg: BenchConfig, window: float) -> dict[str, Any]:
-    """Warm up (c) (and compile), report READY, wait for the parent's go, train epochs for `window` s."""
+def pack_child(cfg: BenchConfig, window: float, threads: int) -> dict[str, Any]:
+    """Warm up (c) (and compile), report READY, wait for the parent's go, train epochs for `window` s.
+    Runs under the benchmark's process settings with `threads` CPU threads (its share of the cores)."""
+    apply_process_settings(cfg.device, cfg.device, threads)
     device = torch.device(cfg.device)
     from jackpot.data.device_loader import DeviceLoader
 
@@ -43,15 +46,18 @@ def pack_child(cfg: BenchConfig, window: float) -> dict[str, Any]:
         sync_device(device)
         elapsed = time.perf_counter() - began
     return {"epochs": epochs, "images": epochs * cfg.steps * cfg.batch, "seconds": elapsed,
-            "img_per_s": epochs * cfg.steps * cfg.batch / elapsed}
+            "img_per_s": epochs * cfg.steps * cfg.batch / elapsed, "threads": torch.get_num_threads()}
 
 
 def pack(cfg: BenchConfig, procs: int, window: float) -> dict[str, Any]:
     """`procs` processes training (c) at once: all warm up, then start together; their images/s summed.
 
     Each child trains whole epochs of `cfg.steps` batches until `window` seconds have passed, so children
-    overrun the window by up to one epoch; keep epochs short next to the window."""
-    args = json.dumps({"cfg": asdict(cfg), "window": window})
+    overrun the window by up to one epoch; keep epochs short next to the window. Each child gets an equal share
+    of the CPU cores for its torch threads (`cfg.threads` if set), as a launcher shares them (Ray's num_cpus
+    sets OMP_NUM_THREADS per job): children that each start one thread per core only fight over the cores."""
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // procs)
+    args = json.dumps({"cfg": asdict(cfg), "window": window, "threads": threads})
     with tempfile.TemporaryDirectory() as tmp:
         logs = [open(Path(tmp) / f"child{i}.err", "w+") for i in range(procs)]  # noqa: SIM115
         children = [subprocess.Popen([sys.executable, "-m", "jackpot.bench", "_pack", args], text=True,
@@ -82,6 +88,6 @@ def pack(cfg: BenchConfig, procs: int, window: float) -> dict[str, Any]:
                 if child.poll() is None:
                     child.kill()
                 log.close()
-    return {"procs": procs, "window_s": window, "children": results,
+    return {"procs": procs, "window_s": window, "threads_per_child": threads, "children": results,
             "total_img_per_s": sum(r["img_per_s"] for r in results),
             "max_seconds": max(r["seconds"] for r in results)}

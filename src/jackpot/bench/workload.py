@@ -45,6 +45,20 @@ class LinearNet(nn.Module):
 BENCH_NETS: dict[str, Callable[[int], nn.Module]] = {"tinyconv": TinyConv, "linear": LinearNet}
 
 
+def apply_process_settings(device: str, overhead_device: str, threads: int | None) -> None:
+    """What jackpot.train.run sets for a process, set once before anything is timed: every process that times
+    a variant (the benchmark, each packing child) must run under the same settings, or it times another setup."""
+    from jackpot.malloc import keep_freed_cpu_memory
+
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True  # the original code's setting; same for every variant
+    if "cpu" in (device, overhead_device):
+        keep_freed_cpu_memory()  # jackpot's module does this at fit start on CPU; first keeps every round alike
+    torch.set_float32_matmul_precision("high")
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def build_net(name: str, num_classes: int, seed: int) -> nn.Module:
     """The same init for every variant: seeded, on the CPU (moved by the caller)."""
     from jackpot.models import build_model
