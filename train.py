@@ -33,14 +33,25 @@ def main(cfg: DictConfig) -> float | None:
     # and it printed once per job of a sweep
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     try:
-        results = run(cfg)
-    except CellBusy as busy:  # not a failure: the other process runs it; the sweep goes on
+        results = run(cfg, reuse_from=_sweeps_reused_from())
+    except CellBusy as busy:  # not a failure: another process runs it (or another sweep has); the sweep goes on
         print(f"jackpot: {busy}", file=sys.stderr)
         return None
     except USER_ERRORS as err:
         exit_with_user_error(err)
     print_results(results)
     return results.get("final_acc")
+
+
+def _sweeps_reused_from() -> list[str]:
+    """hydra.sweeper.reuse_from in a multirun job (the sweeper has checked the names); none in a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return []
+    return [str(name) for name in hydra_cfg.sweeper.get("reuse_from") or []]
 
 
 def _lightning_logs_through_hydra() -> None:

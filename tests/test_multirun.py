@@ -12,13 +12,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import lock_held_by_another_process, train_py
+from conftest import compose_cfg, lock_held_by_another_process, train_py
 
 from hydra_plugins.jackpot_sweeper.jackpot_sweeper import LaunchUnfinished
 from jackpot import tables
 from jackpot.cell_lock import LOCK_FILE
+from jackpot.io import write_json_atomic
 from jackpot.results import PROGRESS_FILE
-from jackpot.run_identity import RUN_CONFIG_FILE
+from jackpot.run_claim import claim_paths
+from jackpot.run_identity import RUN_CONFIG_FILE, identity_hash, run_identity
 from jackpot.sweep_plan import JobPlan, job_state, shared_work_first
 
 # Tiny but real: one epoch of two batches, small scoring batches.
@@ -238,3 +240,20 @@ def test_packing_jobs_on_a_gpu_without_mps_is_warned_about_before_launching(tmp_
     under_mps = multirun(tmp_path, *sweep, "hydra/launcher=ray_local_fractional", env=env)
     assert "MPS" not in under_mps.stdout + under_mps.stderr
     assert "2 jobs would be launched" in under_mps.stdout + under_mps.stderr
+
+
+def test_a_shared_run_that_another_sweep_is_training_is_skipped_by_its_job(tmp_path):
+    """Two tables launched at once both plan their shared cells (neither is complete yet). Each job claims its
+    run by identity in the cache both share, so the job of a sweep that reuses from the one training it skips
+    it; a sweep that does not reuse from it trains its own."""
+    cell = ["sweep=quickstart", "pruner=smart_ratio", "ratio=0.9", "seed=0"]
+    cfg = compose_cfg(tmp_path, [*cell, *TINY_SWEEP])  # paths under tmp_path, as the multiruns below
+    lock, record = claim_paths(Path(cfg.paths.cache_dir), identity_hash(run_identity(cfg)))
+    lock.parent.mkdir(parents=True)
+    write_json_atomic(record, {"name": "quickstart", "output_dir": "/elsewhere/cell"})
+    with lock_held_by_another_process(lock):
+        proc = multirun(tmp_path, *cell, "name=sharing", "hydra.sweeper.reuse_from=[quickstart]")
+        assert "the same run is training in sweep quickstart (/elsewhere/cell)" in proc.stdout + proc.stderr
+        assert not results_under(tmp_path / "outputs" / "sharing")
+        multirun(tmp_path, *cell, "name=own")
+    assert [data["status"] for data in results_under(tmp_path / "outputs" / "own").values()] == ["complete"]

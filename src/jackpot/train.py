@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
 from jackpot.results import PROGRESS_FILE, RESULTS_FILE, read_progress, read_results, write_progress, write_results
+from jackpot.run_claim import claim_run
 from jackpot.run_identity import RUN_CONFIG_FILE, holds_finished_run, identity_hash, run_identity
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.trunk import Trunk, TrunkCache
@@ -213,15 +214,19 @@ def ticket_recipe(cfg: DictConfig, ratio: float | None = None) -> TicketRecipe:
     )
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run one cell; returns the results dict (also written to <output_dir>/results.json)."""
+def run(cfg: DictConfig, reuse_from: Sequence[str] = ()) -> dict[str, Any]:
+    """Run one cell; returns the results dict (also written to <output_dir>/results.json). `reuse_from`: the
+    sweeps whose run of this very experiment stands for this one (hydra.sweeper.reuse_from): RunElsewhere when
+    one of them is training it or has finished it."""
     validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
     identity = run_identity(cfg)
+    digest = identity_hash(identity)
     with cell_lock(output_dir):  # CellBusy when another process runs this cell
         if holds_finished_run(output_dir, identity):
             return _skipped(output_dir)
-        return _run_cell(cfg, output_dir, identity_hash(identity))
+        with claim_run(Path(cfg.paths.cache_dir), digest, identity, str(cfg.name), output_dir, reuse_from):
+            return _run_cell(cfg, output_dir, digest)
 
 
 def _skipped(output_dir: Path) -> dict[str, Any]:
