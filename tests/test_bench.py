@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jackpot.bench import cli, config, report, variants
+from jackpot.bench import cli, config, packing, report, variants
 
 
 def _bench(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
@@ -120,6 +120,6 @@ def test_packing_runs_on_cpu(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert res["one"]["procs"] == 1 and len(res["many"]["children"]) == 2 and res["speedup"] > 0
     # each child's torch threads are its share of the cores, as a launcher's num_cpus gives them
-    cores = os.cpu_count() or 1
+    cores = packing.usable_cores()
     assert [c["threads"] for c in res["one"]["children"]] == [cores]
     assert [c["threads"] for c in res["many"]["children"]] == [max(1, cores // 2)] * 2

@@ -219,9 +219,9 @@ def test_ray_local_launcher_runs_a_tiny_sweep_on_cpu(tmp_path):
 
 
 def test_packing_jobs_on_a_gpu_without_mps_is_warned_about_before_launching(tmp_path):
-    """ray_local_fractional puts 4 jobs on each GPU, which pays only under CUDA MPS (0.64x of one run without
-    it, 1.99x with it on an H200): the sweep says so when no MPS daemon's control pipe is found, and is silent
-    once there is one, or when the launcher gives each job a whole GPU."""
+    """ray_local_fractional puts 4 jobs on each GPU, which pays only under CUDA MPS (docs/benchmarks.md): the
+    sweep says so when no MPS daemon's control pipe is found, and is silent once there is one, or when the
+    launcher gives each job a whole GPU."""
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
     pipe_dir = tmp_path / "mps"
     pipe_dir.mkdir()
@@ -250,7 +250,7 @@ def test_a_shared_run_that_another_sweep_is_training_is_skipped_by_its_job(tmp_p
     cfg = compose_cfg(tmp_path, [*cell, *TINY_SWEEP])  # paths under tmp_path, as the multiruns below
     lock, record = claim_paths(Path(cfg.paths.cache_dir), identity_hash(run_identity(cfg)))
     lock.parent.mkdir(parents=True)
-    write_json_atomic(record, {"name": "quickstart", "output_dir": "/elsewhere/cell"})
+    write_json_atomic(record, {"active": {"name": "quickstart", "output_dir": "/elsewhere/cell"}, "runs": {}})
     with lock_held_by_another_process(lock):
         proc = multirun(tmp_path, *cell, "name=sharing", "hydra.sweeper.reuse_from=[quickstart]")
         assert "the same run is training in sweep quickstart (/elsewhere/cell)" in proc.stdout + proc.stderr

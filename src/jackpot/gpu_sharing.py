@@ -1,6 +1,6 @@
-"""Whether runs packed several to a GPU will pay: on an H200, 4 ResNet32 runs as separate processes trained at
-0.64x the throughput of one without CUDA MPS, and at 1.99x with it (docs/benchmarks.md). Without MPS the
-GPU time-slices between processes; with it their kernels run side by side."""
+"""Whether runs packed several to a GPU will pay. On an H200, 4 ResNet32 runs as separate processes trained at
+1.99x the throughput of one under CUDA MPS, and slower than one run alone without it (docs/benchmarks.md):
+without MPS the GPU time-slices between the processes; with it their kernels run side by side."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from typing import Any
 DEFAULT_MPS_PIPE_DIRECTORY = "/tmp/nvidia-mps"
 
 
+def mps_pipe_directory(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where CUDA's clients look for the MPS control daemon: CUDA_MPS_PIPE_DIRECTORY, else /tmp/nvidia-mps."""
+    return Path(environ.get("CUDA_MPS_PIPE_DIRECTORY") or DEFAULT_MPS_PIPE_DIRECTORY)
+
+
 def mps_running(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether an MPS control daemon is running for this user: its control pipe exists in the pipe directory
-    (CUDA_MPS_PIPE_DIRECTORY, /tmp/nvidia-mps by default), which is where CUDA's clients look for it."""
-    return (Path(environ.get("CUDA_MPS_PIPE_DIRECTORY") or DEFAULT_MPS_PIPE_DIRECTORY) / "control").exists()
+    """Whether an MPS control daemon has set up its control pipe where this process's CUDA clients will look.
+    (A daemon killed without `quit` can leave the pipe behind; this cannot tell that apart.)"""
+    return (mps_pipe_directory(environ) / "control").exists()
 
 
 def packed_jobs_per_gpu(gpus_per_job: Any, ray_address: str | None) -> float | None:
@@ -34,9 +39,9 @@ def packing_warning(gpus_per_job: Any, ray_address: str | None,
     per_gpu = packed_jobs_per_gpu(gpus_per_job, ray_address)
     if per_gpu is None or mps_running(environ):
         return None
-    pipe = environ.get("CUDA_MPS_PIPE_DIRECTORY") or DEFAULT_MPS_PIPE_DIRECTORY
     return (f"jackpot: hydra.launcher.ray.remote.num_gpus={gpus_per_job:g} packs {per_gpu:g} jobs per GPU, but no "
-            f"CUDA MPS daemon is running (no control pipe in {pipe}). Without MPS the GPU time-slices between the "
-            f"processes: 4 packed ResNet32 runs trained at 0.64x the speed of one (H200, docs/benchmarks.md), "
-            f"1.99x with MPS. Start it first with `nvidia-cuda-mps-control -d` (stop it with "
-            f"`echo quit | nvidia-cuda-mps-control`), or use hydra/launcher=ray_local.")
+            f"CUDA MPS daemon is running (no control pipe in {mps_pipe_directory(environ)}). Without MPS the GPU "
+            f"time-slices between the processes and packed runs train slower in all than one alone; under MPS 4 "
+            f"ResNet32 runs trained at 1.99x one (H200, docs/benchmarks.md). Start it first with "
+            f"`nvidia-cuda-mps-control -d` (stop it with `echo quit | nvidia-cuda-mps-control`), or use "
+            f"hydra/launcher=ray_local.")

@@ -24,7 +24,9 @@ from jackpot.io import write_json_atomic
 from jackpot.results import is_complete
 
 CLAIMS_DIR = "runs"
-# how long a job waits for the holder's record to appear (it writes it right after taking the lock)
+# how the progress file of a run started here and then left to another sweep begins (jackpot-tables lists it)
+SKIPPED = "skipped:"
+# how long a job that finds the claim taken waits for the holder's record (written right after taking the lock)
 RECORD_PATIENCE_S = 2.0
 
 
@@ -33,49 +35,61 @@ class RunElsewhere(CellBusy):
 
 
 def claim_paths(cache_dir: Path, digest: str) -> tuple[Path, Path]:
-    """The claim's lock file and the record of its holder."""
+    """The claim's lock file and its record: the job holding it (`active`, null once released) and each sweep's
+    output dir for this run (`runs`: name -> output dir), kept across holders."""
     folder = Path(cache_dir) / CLAIMS_DIR
     return folder / f"{digest}.lock", folder / f"{digest}.json"
 
 
-def read_holder(record: Path) -> dict[str, str] | None:
-    """The sweep `name` and `output_dir` of the job that last claimed the run; None when unreadable."""
+def read_record(path: Path) -> dict[str, Any]:
+    """The claim's record; an empty one when missing or unreadable."""
     try:
-        holder = json.loads(record.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    if not isinstance(holder, dict) or not {"name", "output_dir"} <= holder.keys():
-        return None
-    return holder
+        record = None
+    if not isinstance(record, dict):
+        return {"active": None, "runs": {}}
+    active, runs = record.get("active"), record.get("runs")
+    if not (isinstance(active, dict) and {"name", "output_dir"} <= active.keys()):
+        active = None
+    return {"active": active, "runs": runs if isinstance(runs, dict) else {}}
 
 
 @contextmanager
 def claim_run(cache_dir: Path, digest: str, identity: Mapping[str, Any], name: str, output_dir: Path,
               reuse_from: Sequence[str]) -> Iterator[None]:
-    """Hold the claim on run `digest` for the block, recording this job's sweep and output dir.
+    """Hold the claim on run `digest` for the block, as sweep `name`'s job in `output_dir`.
 
     Raises RunElsewhere before the block when a sweep of `reuse_from` (other than `name`) holds the claim, or
-    last held it and its output dir now holds this run, complete. A claim held by a sweep this one does not
-    reuse from is not waited for: both train, as the user asked."""
-    lock, record = claim_paths(cache_dir, digest)
-    others = {sweep for sweep in reuse_from if sweep != name}
+    has a complete run of it in the output dir it recorded. A claim held by a sweep this one does not reuse
+    from, or by a holder that has not said who it is, is not waited for: both train, as configured."""
+    lock, path = claim_paths(cache_dir, digest)
+    others = [sweep for sweep in reuse_from if sweep != name]
     with exclusive(lock, "this run's claim across sweeps", patience_s=acquire_patience_s()) as held:
-        holder = _holder_once_written(record) if not held else read_holder(record)
-        if holder is not None and holder["name"] in others:
-            if not held:
-                raise RunElsewhere(f"the same run is training in sweep {holder['name']} ({holder['output_dir']}); "
+        if not held:
+            active = _active_holder(path)
+            if active is not None and active["name"] in others:
+                raise RunElsewhere(f"the same run is training in sweep {active['name']} ({active['output_dir']}); "
                                    "skipped here (hydra.sweeper.reuse_from): the tables take it from there")
-            if is_complete(holder["output_dir"], identity):
-                raise RunElsewhere(f"the same run finished in sweep {holder['name']} ({holder['output_dir']}) "
-                                   "after this sweep was launched; skipped here (hydra.sweeper.reuse_from)")
-        if held:
-            write_json_atomic(record, {"name": name, "output_dir": str(output_dir)})
-        yield
+            yield
+            return
+        runs = {**read_record(path)["runs"], name: str(output_dir)}
+        write_json_atomic(path, {"active": {"name": name, "output_dir": str(output_dir)}, "runs": runs})
+        try:
+            for sweep in others:
+                if sweep in runs and is_complete(runs[sweep], identity):
+                    raise RunElsewhere(f"the same run finished in sweep {sweep} ({runs[sweep]}) after this sweep "
+                                       "was launched; skipped here (hydra.sweeper.reuse_from)")
+            yield
+        finally:
+            write_json_atomic(path, {"active": None, "runs": runs})
 
 
-def _holder_once_written(record: Path) -> dict[str, str] | None:
-    """The holder's record, waiting briefly for a holder that has just taken the lock to write it."""
+def _active_holder(path: Path) -> dict[str, str] | None:
+    """Who holds the claim, waiting briefly for a holder that has just taken the lock to say so; None when no
+    record names an active holder by then. (A killed holder leaves its name as active, which the next holder
+    overwrites as soon as it takes the lock.)"""
     deadline = time.monotonic() + RECORD_PATIENCE_S
-    while (holder := read_holder(record)) is None and time.monotonic() < deadline:
+    while (active := read_record(path)["active"]) is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    return holder
+    return active

@@ -33,7 +33,7 @@ from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
 from jackpot.results import PROGRESS_FILE, RESULTS_FILE, read_progress, read_results, write_progress, write_results
-from jackpot.run_claim import claim_run
+from jackpot.run_claim import SKIPPED, RunElsewhere, claim_run
 from jackpot.run_identity import RUN_CONFIG_FILE, holds_finished_run, identity_hash, run_identity
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.trunk import Trunk, TrunkCache
@@ -225,8 +225,13 @@ def run(cfg: DictConfig, reuse_from: Sequence[str] = ()) -> dict[str, Any]:
     with cell_lock(output_dir):  # CellBusy when another process runs this cell
         if holds_finished_run(output_dir, identity):
             return _skipped(output_dir)
-        with claim_run(Path(cfg.paths.cache_dir), digest, identity, str(cfg.name), output_dir, reuse_from):
-            return _run_cell(cfg, output_dir, digest)
+        try:
+            with claim_run(Path(cfg.paths.cache_dir), digest, identity, str(cfg.name), output_dir, reuse_from):
+                return _run_cell(cfg, output_dir, digest)
+        except RunElsewhere as elsewhere:
+            if (output_dir / RUN_CONFIG_FILE).exists():  # started here before: jackpot-tables says why it stays so
+                write_progress(output_dir / PROGRESS_FILE, f"{SKIPPED} {elsewhere}")
+            raise
 
 
 def _skipped(output_dir: Path) -> dict[str, Any]:

@@ -49,6 +49,11 @@ def pack_child(cfg: BenchConfig, window: float, threads: int) -> dict[str, Any]:
             "img_per_s": epochs * cfg.steps * cfg.batch / elapsed, "threads": torch.get_num_threads()}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, which a cgroup or taskset narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def pack(cfg: BenchConfig, procs: int, window: float) -> dict[str, Any]:
     """`procs` processes training (c) at once: all warm up, then start together; their images/s summed.
 
@@ -56,7 +61,7 @@ def pack(cfg: BenchConfig, procs: int, window: float) -> dict[str, Any]:
     overrun the window by up to one epoch; keep epochs short next to the window. Each child gets an equal share
     of the CPU cores for its torch threads (`cfg.threads` if set), as a launcher shares them (Ray's num_cpus
     sets OMP_NUM_THREADS per job): children that each start one thread per core only fight over the cores."""
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // procs)
+    threads = cfg.threads or max(1, usable_cores() // procs)
     args = json.dumps({"cfg": asdict(cfg), "window": window, "threads": threads})
     with tempfile.TemporaryDirectory() as tmp:
         logs = [open(Path(tmp) / f"child{i}.err", "w+") for i in range(procs)]  # noqa: SIM115

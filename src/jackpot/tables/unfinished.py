@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jackpot.cell_lock import is_running
 from jackpot.results import RESULTS_FILE, read_progress
+from jackpot.run_claim import SKIPPED
 from jackpot.run_identity import RUN_CONFIG_FILE
 
 MAX_LISTED = 10
@@ -65,14 +66,18 @@ def describe_unfinished(unfinished: Sequence[Unfinished]) -> list[str]:
     """A heading line and one line per run (at most MAX_LISTED, interrupted ones first); empty when none."""
     if not unfinished:
         return []
-    interrupted = [u for u in unfinished if not u.running]
-    heading = f"unfinished runs: {len(unfinished) - len(interrupted)} running, {len(interrupted)} interrupted"
+    left = [u for u in unfinished if not u.running and u.progress.startswith(SKIPPED)]
+    interrupted = [u for u in unfinished if not u.running and u not in left]
+    running = len(unfinished) - len(interrupted) - len(left)
+    heading = f"unfinished runs: {running} running, {len(interrupted)} interrupted"
+    if left:
+        heading += f", {len(left)} left to another sweep"
     if interrupted:
         heading += " (run the same sweep command again: it resumes them from their last checkpoint)"
-    ordered = interrupted + [u for u in unfinished if u.running]
+    ordered = interrupted + [u for u in unfinished if u.running] + left
     lines = [heading]
     for u in ordered[:MAX_LISTED]:
-        state = "running" if u.running else "interrupted"
+        state = "running" if u.running else ("left" if u in left else "interrupted")
         done = f"{u.progress}, " if u.progress else ""
         lines.append(f"  {state:<11} {u.path}  ({done}last written {_age(u.last_written_s)} ago)")
     if len(ordered) > MAX_LISTED:
