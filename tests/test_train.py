@@ -70,9 +70,22 @@ def test_epochs_zero_builds_and_evaluates_without_training(tmp_path, cifar_root)
     results = run(_cfg(tmp_path, cifar_root, "pruner=snip", "ratio=0.5", "schedule.epochs=0",
                        "schedule.milestones=[]"))
     assert results["epochs"] == 0 and results["history"][0]["epoch"] == 0
+    assert results["runtime"]["step"] == "none in this process"
     assert results["final_acc"] == results["best_acc"]
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert Masks.load(tmp_path / "run" / "masks.pt").kept() == results["kept"]
+
+
+def test_a_run_resumed_after_its_last_epoch_says_it_ran_no_step(tmp_path, cifar_root):
+    """Killed between its last checkpoint and its results file, a rerun trains nothing: results.json must not
+    claim a step kind this process never ran (a GPU run would otherwise say "eager" for recorded steps)."""
+    cfg = _cfg(tmp_path, cifar_root, "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]")
+    first = run(cfg)
+    assert first["runtime"]["step"] == "eager"
+    (tmp_path / "run" / "results.json").unlink()
+    again = run(cfg)
+    assert again["resumed"] and again["final_acc"] == first["final_acc"]
+    assert again["runtime"]["step"] == "none in this process"
 
 
 def test_rerun_of_a_complete_cell_is_skipped(tmp_path, cifar_root):

@@ -131,10 +131,15 @@ def describe_runtime(cfg: DictConfig, trainer: L.Trainer, module: Classification
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor()
                                                                              or platform.machine())
     program = getattr(module, "_program", None)
+    ran_no_step = hasattr(module, "_program") and (program is None or program.replays + program.eager_steps == 0)
+    if int(cfg.schedule.epochs) == 0 or ran_no_step:
+        step = "none in this process"  # nothing to train, or resumed after its last epoch: the steps ran before
+    else:
+        step = "recorded CUDA graph" if program is not None and program.recorded else "eager"
     return {
         "device": f"{device.type}: {name}", "precision": str(trainer.precision), "loader": datamodule.loader,
         "compiled": bool(cfg.trainer.compile), "steps_per_call": getattr(module, "steps_per_call", 1),
-        "step": "recorded CUDA graph" if program is not None and program.recorded else "eager",
+        "step": step,
     }
 
 
