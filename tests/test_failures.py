@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import TINY, compose_cfg, train_py
 
-from jackpot.train import run
+from jackpot.cache_keys import missing_work
+from jackpot.train import TrainingDiverged, run
 
 
 def test_a_diverging_run_is_recorded_as_failed(tmp_path, cifar_root):
@@ -29,3 +31,29 @@ def test_the_sweep_goes_on_past_a_failed_run(tmp_path, cifar_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.rglob("results.json"))
     assert statuses == ["complete", "failed"]
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_a_diverged_run_stays_failed_when_its_sweep_is_run_again(tmp_path, cifar_root, epochs):
+    """A failed cell is launched again by a rerun of its sweep, and resumes from the checkpoint its diverged
+    epoch wrote: it must neither train on from those weights (3 epochs: an extra NaN epoch in its history) nor,
+    diverged in its last epoch (1 epoch), find nothing left to train and be recorded as complete."""
+    cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+                                 "pruner=random", "ratio=0.5", "schedule.lr=1e12", f"schedule.epochs={epochs}",
+                                 "schedule.milestones=[]"])
+    first = run(cfg)
+    assert first["status"] == "failed" and len(first["history"]) == 1
+    again = run(cfg)
+    assert again["resumed"] and again["status"] == "failed" and "NaN or infinite" in again["reason"]
+    assert [entry["epoch"] for entry in again["history"]] == [entry["epoch"] for entry in first["history"]]
+
+
+def test_a_diverged_dense_trunk_is_not_cached(tmp_path, cifar_root):
+    cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+                                 "pruner=lottery", "ratio=0.5", "pruner.pretrain_epochs=1", "schedule.lr=1e12",
+                                 "schedule.epochs=1", "schedule.milestones=[]"])
+    with pytest.raises(TrainingDiverged, match="dense trunk .* diverged"):
+        run(cfg)
+    assert missing_work(cfg), "no run may prune from a diverged trunk"
+    with pytest.raises(TrainingDiverged):  # a rerun resumes its checkpoint and fails again, without training
+        run(cfg)

@@ -66,3 +66,24 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, cifar_root):
     assert ref_state.keys() == got_state.keys()
     for key in ref_state:
         assert torch.equal(ref_state[key], got_state[key]), key
+
+
+def test_a_run_resumed_with_loader_workers_replays_the_resumed_epochs_own_order(tmp_path, cifar_root):
+    """With worker processes, a DataLoader draws its first indices when its iterator is made, and on a resume
+    Lightning makes that iterator before any epoch-start hook runs: the resumed epoch must still get its own
+    shuffle and augmentation, not epoch 0's (dataset.num_workers is a speed knob: it must not change results).
+    The resumed run takes its masks from the checkpoint, without scoring the ticket again."""
+    cell = [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
+            "dataset.loader=torch", "dataset.num_workers=1", "pruner=smart_ratio", "ratio=0.8",
+            "schedule.epochs=3", "schedule.milestones=[2]", "trainer.limit_train_batches=3"]
+    reference = run(compose_cfg(tmp_path / "ref", cell))
+    out = tmp_path / "killed"
+    args = [*cell, f"paths.root_dir={out}", f"hydra.run.dir={out}/run"]
+    killed = _train_py(args, "step:8")  # the third epoch's second step: resumes from epoch 2's checkpoint
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    final = _train_py(args, "score:1")  # the rerun restores the masks from the checkpoint: scoring again dies
+    assert final.returncode == 0, final.stderr[-2000:]
+    resumed = json.loads((out / "run" / "results.json").read_text())
+    assert resumed["resumed"] is True and resumed["history"] == reference["history"]
+    ref_state, got_state = _final_state(tmp_path / "ref" / "run"), _final_state(out / "run")
+    assert all(torch.equal(ref_state[key], got_state[key]) for key in ref_state)

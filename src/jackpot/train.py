@@ -43,6 +43,11 @@ REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + t
 WAITING = "waiting for the"  # how a cell's progress file says it waits for shared work (trunk, IMP round)
 
 
+class TrainingDiverged(RuntimeError):
+    """Shared work (a dense trunk, an IMP round) trained to a NaN or infinite loss: it is not cached, so no run
+    prunes from it, and every run that needs it fails with this error."""
+
+
 def make_datamodule(cfg: DictConfig, corruption: str | None) -> ImageDataModule:
     d = cfg.dataset
     gpu = uses_gpu(cfg)
@@ -155,6 +160,9 @@ def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path,
     callbacks = [EpochSeed(int(cfg.seed))] + ([ProgressFile(progress, "dense trunk")] if progress else [])
     trainer = make_trainer(cfg, pretrain_epochs(cfg), ckpt_dir, callbacks, [])
     trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
+    if module.nonfinite_loss:
+        raise TrainingDiverged(f"the dense trunk in {work_dir} diverged (its loss became NaN or infinite); it is not "
+                               f"cached, and the runs that prune from it cannot start (schedule.lr={cfg.schedule.lr})")
     return init_state, module.model.state_dict()
 
 
@@ -192,17 +200,21 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
 
         def train_round(work: Path, previous=previous, source=source, recipe=recipe, index=index):
             model = make_model(cfg, num_classes, int(cfg.seed))
+            ckpt_dir = work / "checkpoints"
+            resume_from = _last_checkpoint(ckpt_dir)
             pruning = PruningCallback(lambda net: build_ticket(
                 net, recipe, init_state=trunk.init_state, trained_state=source.trained_state,
-                previous_masks=previous))
+                previous_masks=previous), resuming=resume_from is not None)
             module = make_module(cfg, model, make_schedule(cfg))
-            ckpt_dir = work / "checkpoints"
             callbacks = [pruning, EpochSeed(int(cfg.seed))]
             if progress:
                 callbacks.append(ProgressFile(progress, f"IMP round {index} of {rounds}"))
             trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, callbacks, [])
             trainer.fit(module, datamodule=make_datamodule(cfg, corruption=cfg.sanity_check.data),
-                        ckpt_path=_last_checkpoint(ckpt_dir))
+                        ckpt_path=resume_from)
+            if module.nonfinite_loss:
+                raise TrainingDiverged(f"IMP round {index} of {rounds} in {work} diverged (its loss became NaN or "
+                                       "infinite); it is not cached, and the runs that need it cannot start")
             return trunk.init_state, module.model.state_dict(), pruning.masks.state_dict()
 
         current = cache.obtain(spec, train_round, on_wait=_waiting_notice(progress, f"IMP round {index} of {rounds}"))
@@ -294,13 +306,14 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         faults.reach("score")
         return masks
 
-    pruning = PruningCallback(make_ticket, masks_path=output_dir / "masks.pt")
+    epochs = int(cfg.schedule.epochs)
+    ckpt_dir = output_dir / "checkpoints"
+    resume_from = _last_checkpoint(ckpt_dir) if epochs > 0 else None
+    pruning = PruningCallback(make_ticket, masks_path=output_dir / "masks.pt", resuming=resume_from is not None)
     module = make_module(cfg, model, make_schedule(cfg))
     if cfg.trainer.compile:
         module.compile_model()
     loggers = build_loggers(cfg, output_dir, digest)
-    epochs = int(cfg.schedule.epochs)
-    ckpt_dir = output_dir / "checkpoints"
     callbacks = [pruning, EpochSeed(seed), ProgressFile(progress, "ticket")]
     trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, callbacks, loggers)
     failed = True
@@ -308,7 +321,7 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         if epochs == 0:
             trainer.validate(module, datamodule=datamodule, verbose=False)
         else:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         failed = module.nonfinite_loss
     finally:
         summary = {"final_acc": module.final_acc, "best_acc": module.best_acc}

@@ -79,6 +79,16 @@ def paper_transform(
     return transforms.Compose(steps)
 
 
+class EpochDataLoader(DataLoader):
+    """A DataLoader whose iterator starts at its first batch. With worker processes, PyTorch's iterator draws
+    its first indices from the sampler the moment it is made, and a resumed Lightning fit makes the first one
+    before the epoch-start hooks set the sampler's epoch (EpochSeed): the resumed epoch then replayed epoch 0's
+    order and augmentation. Started lazily, it reads the sampler after the epoch is set, as a fresh epoch does."""
+
+    def __iter__(self):
+        yield from super().__iter__()
+
+
 def torch_loader(
     images: np.ndarray,
     targets: np.ndarray,
@@ -98,7 +108,7 @@ def torch_loader(
         images, targets, paper_transform(mean, std, augment=False), CropFlip(hflip=hflip) if augmenting else None
     )
     sampler = EpochSampler(len(dataset), seed=seed, shuffle=train and shuffle, draw_seeds=augmenting)
-    return DataLoader(
+    return EpochDataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

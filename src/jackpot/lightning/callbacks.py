@@ -30,15 +30,20 @@ class PruningCallback(L.Callback):
 
     step_hook = DEVICE_HOOK  # the mask multiply is device work only: a recorded CUDA-graph step replays it
 
-    def __init__(self, make_ticket: Callable[[torch.nn.Module], Masks], masks_path: str | Path | None = None):
+    def __init__(self, make_ticket: Callable[[torch.nn.Module], Masks], masks_path: str | Path | None = None,
+                 resuming: bool = False):
+        """`resuming`: the fit resumes from a checkpoint of this run, which holds the masks. Lightning calls
+        `setup` before it even records the checkpoint path (`trainer.ckpt_path` is still None there), so the
+        caller, who passes that path to `fit`, says so."""
         self.make_ticket = make_ticket
         self.masks_path = Path(masks_path) if masks_path is not None else None
+        self.resuming = resuming
         self.masks: Masks | None = None
         self.was_restored = False
 
     # Building ---------------------------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        resuming = stage == "fit" and trainer.ckpt_path is not None
+        resuming = stage == "fit" and self.resuming
         if self.masks is None and not resuming:
             # Score where the run trains: Lightning moves the model to its device only after `setup`, and SNIP,
             # GraSP or OBD on the host of a GPU run take minutes instead of seconds (masks are kept on the CPU).

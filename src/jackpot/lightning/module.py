@@ -199,15 +199,23 @@ class ClassificationModule(L.LightningModule):
         )
         return optimizer
 
-    # Checkpoint extras: the accuracy history survives a resume ---------------------------------------------
+    # Checkpoint extras: the accuracy history and a divergence survive a resume ------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["jackpot"] = {"history": self.history, "best_acc": self.best_acc, "final_acc": self.final_acc}
+        checkpoint["jackpot"] = {"history": self.history, "best_acc": self.best_acc, "final_acc": self.final_acc,
+                                 "nonfinite_loss": self.nonfinite_loss}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("jackpot", {})
         self.history = list(state.get("history", []))
         self.best_acc = float(state.get("best_acc", float("nan")))
         self.final_acc = float(state.get("final_acc", float("nan")))
+        # A run that diverged wrote its last checkpoint with the non-finite weights: resumed (a rerun of the
+        # failed cell), it must stay failed, not train on from them nor, when it diverged in its last epoch,
+        # finish with nothing left to train and be recorded as complete.
+        if state.get("nonfinite_loss"):
+            self.nonfinite_loss = True
+            if self._trainer is not None:
+                self.trainer.should_stop = True
 
 
 class MultiStepClassificationModule(ClassificationModule):
