@@ -57,3 +57,28 @@ def test_a_diverged_dense_trunk_is_not_cached(tmp_path, cifar_root):
     assert missing_work(cfg), "no run may prune from a diverged trunk"
     with pytest.raises(TrainingDiverged):  # a rerun resumes its checkpoint and fails again, without training
         run(cfg)
+
+
+def test_a_crash_closes_the_loggers_as_failed_and_its_own_error_surfaces(tmp_path, cifar_root, monkeypatch):
+    """The loggers are closed (a wandb run marked failed) when training raises; an error while closing them is
+    logged, and the error that stopped training is the one raised."""
+    import lightning.pytorch as L
+
+    from jackpot import train
+
+    closed = []
+
+    def crashing_fit(*args, **kwargs):
+        raise ValueError("out of memory, say")
+
+    def broken_finish(loggers, summary, failed):
+        closed.append(failed)
+        raise ConnectionError("wandb unreachable")
+
+    monkeypatch.setattr(L.Trainer, "fit", crashing_fit)
+    monkeypatch.setattr(train, "finish_loggers", broken_finish)
+    cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+                                 "pruner=random", "ratio=0.5", "schedule.epochs=1", "schedule.milestones=[]"])
+    with pytest.raises(ValueError, match="out of memory, say"):
+        run(cfg)
+    assert closed == [True]

@@ -87,3 +87,18 @@ def test_a_run_resumed_with_loader_workers_replays_the_resumed_epochs_own_order(
     assert resumed["resumed"] is True and resumed["history"] == reference["history"]
     ref_state, got_state = _final_state(tmp_path / "ref" / "run"), _final_state(out / "run")
     assert all(torch.equal(ref_state[key], got_state[key]) for key in ref_state)
+
+
+def test_a_write_killed_midway_leaves_no_temp_file_once_the_cell_reruns(tmp_path, cifar_root):
+    """A SIGKILL between an atomic write's temp file and its rename leaves the temp file (for a VGG19 checkpoint,
+    160 MB); the cell's next run, holding its lock, clears them before it writes anything."""
+    out = tmp_path / "killed"
+    args = [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
+            "pruner=smart_ratio", "ratio=0.8", "schedule.epochs=1", "schedule.milestones=[]",
+            f"paths.root_dir={out}", f"hydra.run.dir={out}/run"]
+    killed = _train_py(args, "write:2")  # the run's claim record, then its stored config: killed before the rename
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [p.name.split(".")[1] for p in (out / "run").glob(".*.tmp")] == ["run_config"]
+    final = _train_py(args, None)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert not list((out / "run").rglob(".*.tmp")) and (out / "run" / "results.json").exists()

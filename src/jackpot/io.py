@@ -12,10 +12,21 @@ import torch
 
 from jackpot import faults
 
+TEMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temp_files(*folders: Path) -> None:
+    """Delete what killed atomic writes left in `folders` (`.<name>.<random>.tmp`: a VGG19 checkpoint's is 160 MB).
+    Call it only under the lock of the work that writes there, before that work writes: no live write's temp
+    file may be removed."""
+    for folder in folders:
+        for leftover in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
+
 
 def _atomic_replace(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)

@@ -25,7 +25,7 @@ from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.data.corruption import OFFICIAL_SEED
-from jackpot.io import write_json_atomic
+from jackpot.io import remove_stale_temp_files, write_json_atomic
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
@@ -260,6 +260,7 @@ def _skipped(output_dir: Path) -> dict[str, Any]:
 def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     """The run itself, under the cell's lock, once the output dir is known to hold nothing else."""
     started = time.time()
+    remove_stale_temp_files(output_dir, output_dir / "checkpoints")  # under the cell lock: no write of ours is live
     torch.set_float32_matmul_precision("high")
     seed = int(cfg.seed)
     datamodule = make_datamodule(cfg, corruption=None)
@@ -316,16 +317,19 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     loggers = build_loggers(cfg, output_dir, digest)
     callbacks = [pruning, EpochSeed(seed), ProgressFile(progress, "ticket")]
     trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, callbacks, loggers)
-    failed = True
     try:
         if epochs == 0:
             trainer.validate(module, datamodule=datamodule, verbose=False)
         else:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        failed = module.nonfinite_loss
-    finally:
-        summary = {"final_acc": module.final_acc, "best_acc": module.best_acc}
-        finish_loggers(loggers, summary, failed)
+    except BaseException:
+        try:  # close the wandb run as failed; an error doing so must not hide the one that stopped training
+            finish_loggers(loggers, {"final_acc": module.final_acc, "best_acc": module.best_acc}, failed=True)
+        except Exception:
+            log.exception("jackpot: closing the loggers after a failed run failed too")
+        raise
+    failed = module.nonfinite_loss
+    finish_loggers(loggers, {"final_acc": module.final_acc, "best_acc": module.best_acc}, failed)
 
     masks = pruning.masks
     results = {

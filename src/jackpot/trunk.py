@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from jackpot.file_lock import exclusive
-from jackpot.io import torch_load_safe, torch_save_atomic
+from jackpot.io import remove_stale_temp_files, torch_load_safe, torch_save_atomic
 
 TRUNK_FORMAT = 1
 TRUNK_FILE = "trunk.pt"
@@ -70,6 +70,7 @@ class TrunkCache:
             if path.exists():
                 stored = torch_load_safe(path)
                 return Trunk(key, path, True, stored["init"], stored["trained"], stored.get("masks"))
+            remove_stale_temp_files(folder, folder / "work" / "checkpoints")  # a killed trainer's partial writes
             (folder / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
             states = train(folder / "work")
             payload = {
