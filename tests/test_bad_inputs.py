@@ -24,7 +24,22 @@ CONFIG_CASES = [
     (["seed=-1"], "seed=-1 must be an integer >= 0"),
     (["schedule.epochs=-5"], "schedule.epochs=-5"),
     (["schedule.epochs=10", "schedule.milestones=[80,120]"], "must lie before schedule.epochs=10"),
-    (["schedule.milestones=[6,4]"], "schedule.milestones=[6, 4] must be increasing"),
+    (["schedule.milestones=[6,4]"], "schedule.milestones=[6, 4] must be strictly increasing"),
+    (["schedule.epochs=10", "schedule.milestones=[5,5]"], "schedule.milestones=[5, 5] must be strictly increasing"),
+    (["schedule.milestones=null"], "schedule.milestones=None must be a list of epochs"),
+    (["schedule.momentum=5"], "schedule.momentum=5 must be in [0, 1)"),
+    (["trainer.accelerator=cuda"], "trainer.accelerator='cuda' is not allowed; choose one of: auto, cpu, gpu"),
+    (["trainer.devices=2"], "trainer.devices=2: a run trains on one device"),
+    (["trainer.channels_last=yes"], "trainer.channels_last='yes' is not allowed; choose one of: auto, True, False"),
+    (["trainer.checkpoint_every_n_epochs=0"], "trainer.checkpoint_every_n_epochs=0 must be an integer >= 1"),
+    (["pruner=obd", "pruner.options.estimator=hessian"],
+     "pruner.options.estimator='hessian' is not allowed; choose one of: fisher, hutchinson"),
+    (["pruner=obd", "pruner.options.probes=0"], "pruner.options.probes=0 must be an integer >= 1"),
+    (["pruner=smart_ratio", "pruner.options.linear_keep_ratio=1.5"],
+     "pruner.options.linear_keep_ratio=1.5 must be a number in (0, 1]"),
+    (["pruner=grasp", "pruner.options.temperature=-5"], "pruner.options.temperature=-5 must be a number > 0"),
+    (["pruner=smart_ratio", "pruner.options.vgg_depth_factor=auto"],
+     "pruner.options.vgg_depth_factor='auto' is not allowed; choose true, false or null (auto)"),
     (["schedule.lr=-0.1"], "schedule.lr=-0.1"),
     (["dataset.batch_size=0"], "dataset.batch_size=0"),
     (["dataset.loader=gpu"], "dataset.loader='gpu' is not allowed; choose one of: auto, torch, device"),
@@ -128,3 +143,14 @@ def test_sweep_with_an_invalid_job_runs_nothing(tmp_path):
     assert "1 of 2 sweep jobs are invalid, nothing was run" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("run_config.json"))
+
+
+def test_sweep_whose_jobs_share_an_output_dir_runs_nothing(tmp_path):
+    """The output dir names the table axes, not every key: sweeping pruner.rounds would put both variants in one
+    dir, where one would skip or resume the other. Refused before any job starts, naming the dir and jobs."""
+    proc = _cli(["-m", "pruner=lottery", "pruner.rounds=1,2", "dataset=digits", f"paths.root_dir={tmp_path}"],
+                tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "1 output dirs would each hold several jobs of this sweep, nothing was run" in proc.stderr
+    assert "lottery-none-r0.9-s0 is the output dir of 2 jobs ([pruner=lottery pruner.rounds=1" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("run_config.json"))

@@ -314,8 +314,10 @@ def test_ray_launchers_give_each_job_its_own_gpu_share_and_a_fresh_process(name,
         assert "object_store_memory" in init and init["object_store_memory"] is None  # the 1.2.2 workaround
         assert set(init["runtime_env"]) >= {"working_dir", "env_vars"}
         assert "WANDB_MODE" in init["runtime_env"]["env_vars"]
+        # anchored: a bare "data" would keep src/jackpot/data out of the shipped working_dir
+        assert "/data" in init["runtime_env"]["excludes"] and "data" not in init["runtime_env"]["excludes"]
     else:
-        assert init["address"] is None
+        assert init["address"] == "local"  # a fresh instance, never one that RAY_ADDRESS points at
 
 
 def test_slurm_launcher_asks_one_gpu_per_task_with_an_array_limit_and_requeue():

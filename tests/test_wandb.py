@@ -46,3 +46,14 @@ def test_a_resumed_job_continues_the_same_wandb_run(tmp_path):
     assert len({d.name.rsplit("-", 1)[1] for d in run_dirs}) == 1
     assert _runs(tmp_path / "job")[-1]["id"] == run_dirs[0].name.rsplit("-", 1)[1]
     assert json.loads((tmp_path / "job" / "results.json").read_text())["resumed"] is True
+
+
+def test_an_empty_stored_wandb_id_is_replaced_not_reused(tmp_path):
+    """A kill between creating wandb_id.txt and filling it used to leave an empty id, and every resume then
+    started a new wandb run; the id is written atomically, and an empty file counts as none."""
+    from jackpot.loggers import _wandb_id
+
+    (tmp_path / "wandb_id.txt").write_text("")
+    run_id = _wandb_id(tmp_path)
+    assert len(run_id) == 8 and (tmp_path / "wandb_id.txt").read_text() == run_id
+    assert _wandb_id(tmp_path) == run_id

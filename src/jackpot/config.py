@@ -6,6 +6,7 @@ Each error is one line naming the key, the bad value and what is allowed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -19,6 +20,8 @@ LOGGERS = ("none", "csv", "wandb")
 TICKET_WEIGHTS = ("init", "trained")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16", "16-true", "64-true", "64")
 CHECKPOINT_WRITES = ("auto", "inline", "background")
+ACCELERATORS = ("auto", "cpu", "gpu")
+CHANNELS_LAST = ("auto", True, False)
 SCALED_PRECISIONS = ("16-mixed", "16")  # float16 autocast: Lightning adds a gradient scaler
 
 
@@ -86,14 +89,25 @@ def validate(cfg: DictConfig) -> None:
                 "pruner.options.offload=disk parks scoring activations in CPU files, but this run scores on the "
                 "GPU; use auto (in GPU memory there) or none"
             )
+    _validate_options(cfg.pruner.method, options)
+    _choice("trainer.accelerator", cfg.trainer.accelerator, ACCELERATORS)
+    if cfg.trainer.devices != 1:
+        raise ConfigError(
+            f"trainer.devices={cfg.trainer.devices!r}: a run trains on one device; spread the runs of a sweep over "
+            "GPUs with a launcher instead (hydra/launcher=ray_local, ray_cluster or slurm)"
+        )
+    _choice("trainer.channels_last", cfg.trainer.channels_last, CHANNELS_LAST)
+    _int_at_least("trainer.checkpoint_every_n_epochs", cfg.trainer.checkpoint_every_n_epochs, 1)
     _int_at_least("trainer.steps_per_call", cfg.trainer.get("steps_per_call", 1), 1)
     graph = cfg.trainer.get("cuda_graph", "auto")
     if not (graph == "auto" or isinstance(graph, bool)):
         raise ConfigError(f"trainer.cuda_graph={graph!r} is not allowed; choose one of: auto, true, false")
     if graph is True and not uses_gpu(cfg):
+        hint = ("; launching GPU jobs from a machine without one (a login node)? set trainer.accelerator=gpu"
+                if cfg.trainer.accelerator == "auto" else "")
         raise ConfigError(
             "trainer.cuda_graph=true records each training step as a CUDA graph, but this run trains on the CPU "
-            f"(trainer.accelerator={cfg.trainer.accelerator}); use auto (records on a GPU only) or false"
+            f"(trainer.accelerator={cfg.trainer.accelerator}); use auto (records on a GPU only) or false{hint}"
         )
     _choice("trainer.checkpoint_writes", cfg.trainer.get("checkpoint_writes", "auto"), CHECKPOINT_WRITES)
     precision = str(cfg.trainer.precision)
@@ -110,6 +124,39 @@ def validate(cfg: DictConfig) -> None:
     _validate_checks(cfg, METHODS)
 
 
+def _number_in(key: str, value, low: float, high: float, low_open: bool = False) -> None:
+    if (isinstance(value, bool) or not isinstance(value, int | float) or value > high or value < low
+            or (low_open and value == low)):
+        if high == float("inf"):
+            raise ConfigError(f"{key}={value!r} must be a number {'>' if low_open else '>='} {low:g}")
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ConfigError(f"{key}={value!r} must be a number in {interval}")
+
+
+def _validate_options(method: str, options: dict) -> None:
+    """The values of a pruner's options (their names are checked against the method first): a bad one would
+    otherwise fail only at scoring, after a dense trunk trained for it."""
+    from jackpot.pruning.scores import OBD_ESTIMATORS
+
+    for key, value in options.items():
+        name = f"pruner.options.{key}"
+        if key == "estimator":
+            _choice(name, value, OBD_ESTIMATORS)
+        elif key == "probes":
+            _int_at_least(name, value, 1)
+        elif key == "linear_keep_ratio":
+            _number_in(name, value, 0.0, 1.0, low_open=True)
+        elif key == "temperature":
+            _number_in(name, value, 0.0, float("inf"), low_open=True)
+        elif key in ("vgg_depth_factor", "reinit_classifier") and not (
+            isinstance(value, bool) or (value is None and key == "vgg_depth_factor")
+        ):
+            allowed = "true, false or null (auto)" if key == "vgg_depth_factor" else "true or false"
+            raise ConfigError(f"{name}={value!r} is not allowed; choose {allowed} (pruner={method})")
+        elif key == "seed" and value is not None:
+            _int_at_least(name, value, 0)
+
+
 def _validate_schedule(cfg: DictConfig) -> None:
     s = cfg.schedule
     epochs = _int_at_least("schedule.epochs", s.epochs, 0)
@@ -117,11 +164,15 @@ def _validate_schedule(cfg: DictConfig) -> None:
         value = s[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigError(f"schedule.{key}={value!r} must be a non-negative number")
+    if s.momentum >= 1:
+        raise ConfigError(f"schedule.momentum={s.momentum!r} must be in [0, 1) (the paper's is 0.9)")
+    if not isinstance(s.milestones, Sequence) or isinstance(s.milestones, str):
+        raise ConfigError(f"schedule.milestones={s.milestones!r} must be a list of epochs, e.g. [80,120] ([] for none)")
     milestones = list(s.milestones)
-    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones) or milestones != sorted(
-        milestones
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones) or any(
+        later <= earlier for earlier, later in pairwise(milestones)
     ):
-        raise ConfigError(f"schedule.milestones={milestones} must be increasing positive integers (epochs)")
+        raise ConfigError(f"schedule.milestones={milestones} must be strictly increasing positive integers (epochs)")
     if epochs > 0 and milestones and milestones[-1] >= epochs:
         raise ConfigError(
             f"schedule.milestones={milestones} must lie before schedule.epochs={epochs}; "

@@ -14,6 +14,8 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
 
+from jackpot.io import write_bytes_atomic
+
 
 def cell_keys(cfg: DictConfig) -> dict[str, Any]:
     """The table axes of a run, flat (what a dashboard groups by)."""
@@ -35,11 +37,10 @@ def cell_name(cfg: DictConfig) -> str:
 def _wandb_id(output_dir: Path) -> str:
     """The run's wandb id, created once and kept in the output dir so a resume appends to the same run."""
     path = output_dir / "wandb_id.txt"
-    if path.exists():
-        return path.read_text().strip()
+    if path.exists() and (stored := path.read_text().strip()):
+        return stored
     run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id)
+    write_bytes_atomic(path, run_id.encode())  # a kill mid-write must not leave an empty id (a new run each resume)
     return run_id
 
 

@@ -117,6 +117,11 @@ class JackpotSweeper(BasicSweeper):
             exit_with_user_error(ConfigError(
                 f"{len(problems)} of {len(batch)} sweep jobs are invalid, nothing was run: {join_limited(problems)}"
             ))
+        if shared := _shared_output_dirs(self.plans):
+            exit_with_user_error(ConfigError(
+                f"{len(shared)} output dirs would each hold several jobs of this sweep, nothing was run: "
+                f"{join_limited(shared)}"
+            ))
 
 
 class LaunchUnfinished:
@@ -220,6 +225,18 @@ def _sweep_names(names: Sequence[str] | None) -> tuple[str, ...]:
         raise ConfigError(f"hydra.sweeper.reuse_from={names!r} is not allowed; give a list of sweep names "
                           "(the `name` of other sweeps), e.g. [random_tickets]")
     return tuple(names)
+
+
+def _shared_output_dirs(plans: dict[JobKey, JobPlan]) -> list[str]:
+    """One problem per output dir that several jobs of the sweep would share: each would resume, skip or refuse
+    the other's run, and all but one variant would be lost (a swept key the dir name does not show)."""
+    jobs_by_dir: dict[Path, list[str]] = {}
+    for overrides, plan in plans.items():
+        if plan.output_dir is not None:
+            jobs_by_dir.setdefault(plan.output_dir, []).append(f"[{' '.join(overrides)}]")
+    return [f"{folder} is the output dir of {len(jobs)} jobs ({' and '.join(jobs[:3])}), which would overwrite or "
+            f"skip each other: sweep that key under another name=..., or add it to hydra.sweep.subdir"
+            for folder, jobs in jobs_by_dir.items() if len(jobs) > 1]
 
 
 def _complete_elsewhere(cfg, identity, names: Sequence[str]) -> str | None:
