@@ -235,7 +235,7 @@ def _shared_output_dirs(plans: dict[JobKey, JobPlan]) -> list[str]:
         if plan.output_dir is not None:
             jobs_by_dir.setdefault(plan.output_dir, []).append(f"[{' '.join(overrides)}]")
     return [f"{folder} is the output dir of {len(jobs)} jobs ({' and '.join(jobs[:3])}), which would overwrite or "
-            f"skip each other: sweep that key under another name=..., or add it to hydra.sweep.subdir"
+            f"skip each other: run each value of that key under its own name=..., or add it to hydra.sweep.subdir"
             for folder, jobs in jobs_by_dir.items() if len(jobs) > 1]
 
 
