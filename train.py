@@ -14,8 +14,8 @@ from jackpot.errors import USER_ERRORS, exit_with_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from jackpot.cell_lock import CellBusy
     from jackpot.config import validate
+    from jackpot.runs.cell_lock import CellBusy
 
     try:  # before Lightning and the data loaders are imported: a bad value is reported in seconds, not ~10 s
         validate(cfg)

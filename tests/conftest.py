@@ -42,7 +42,7 @@ def _train_py_env(fault: str | None, env: dict[str, str] | None) -> dict[str, st
 def train_py(args: list[str], cwd: Path | None = None, fault: str | None = None,
              env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """`python train.py <args>` in a subprocess, wandb disabled unless `env` says otherwise; `fault` sets
-    JACKPOT_FAULT (see jackpot.faults)."""
+    JACKPOT_FAULT (see jackpot.runs.faults)."""
     return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=_train_py_env(fault, env),
                           capture_output=True, text=True, timeout=timeout)
 

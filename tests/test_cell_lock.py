@@ -1,4 +1,4 @@
-"""One process per cell (jackpot.cell_lock) and the tables' list of started runs without results."""
+"""One process per cell (jackpot.runs.cell_lock) and the tables' list of started runs without results."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from conftest import lock_held_by_another_process
 from test_tables import write_run
 
-from jackpot import cell_lock as lock_module
 from jackpot import tables
-from jackpot.cell_lock import LOCK_FILE, CellBusy, cell_lock, is_running
+from jackpot.runs import cell_lock as lock_module
+from jackpot.runs.cell_lock import LOCK_FILE, CellBusy, cell_lock, is_running
 from jackpot.tables.unfinished import describe_unfinished, find_unfinished
 
 

@@ -12,10 +12,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from jackpot.checkpoint_io import BackgroundCheckpointIO
-from jackpot.io import torch_load_safe
 from jackpot.lightning.module import ClassificationModule, Schedule
 from jackpot.models import build_model
+from jackpot.runs.atomic_io import torch_load_safe
+from jackpot.runs.checkpoint_io import BackgroundCheckpointIO
 
 
 def test_the_file_holds_the_tensors_as_they_were_at_the_save(tmp_path: Path) -> None:

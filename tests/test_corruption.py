@@ -148,7 +148,7 @@ def test_each_run_seed_scrambles_the_pixels_anew_and_keeps_the_official_labels()
 def test_the_config_chooses_the_pixel_scramble_and_the_trunk_key_says_which(tmp_path, scramble, pixel_seed):
     from conftest import compose_cfg
 
-    from jackpot.cache_keys import trunk_spec
+    from jackpot.runs.cache_keys import trunk_spec
     from jackpot.train import make_datamodule
 
     cfg = compose_cfg(tmp_path, ["dataset=digits", "pruner=lottery", "sanity_check=random_pixels_labels", "seed=3",

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import TINY, compose_cfg, train_py
 
-from jackpot.cache_keys import missing_work
+from jackpot.runs.cache_keys import missing_work
 from jackpot.train import TrainingDiverged, run
 
 

@@ -1,10 +1,10 @@
-"""When packing several runs on one GPU pays (jackpot.gpu_sharing): the launcher's share and MPS's pipe."""
+"""When packing several runs on one GPU pays (jackpot.machine.gpu_sharing): the launcher's share and MPS's pipe."""
 
 from __future__ import annotations
 
 import pytest
 
-from jackpot.gpu_sharing import mps_running, packed_jobs_per_gpu, packing_warning
+from jackpot.machine.gpu_sharing import mps_running, packed_jobs_per_gpu, packing_warning
 
 
 @pytest.mark.parametrize(("share", "address", "per_gpu"), [

@@ -13,9 +13,10 @@ from torch import nn
 from torch.func import functional_call
 
 from jackpot.models import build_model
-from jackpot.pruning import hessian, lean_layers, offload
-from jackpot.pruning.lean_layers import LeanBatchNorm, LeanConv2d, LeanReLU, lean_copy
-from jackpot.pruning.offload import wants_offload
+from jackpot.pruning import hessian
+from jackpot.pruning.low_memory import lean_layers, offload
+from jackpot.pruning.low_memory.lean_layers import LeanBatchNorm, LeanConv2d, LeanReLU, lean_copy
+from jackpot.pruning.low_memory.offload import wants_offload
 from jackpot.pruning.scores import grasp_hessian_gradient, grasp_scores, snip_scores
 
 pytestmark = pytest.mark.usefixtures("one_thread")

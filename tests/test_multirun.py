@@ -16,12 +16,12 @@ from conftest import compose_cfg, lock_held_by_another_process, train_py
 
 from hydra_plugins.jackpot_sweeper.jackpot_sweeper import LaunchUnfinished
 from jackpot import tables
-from jackpot.cell_lock import LOCK_FILE
-from jackpot.io import write_json_atomic
-from jackpot.results import PROGRESS_FILE
-from jackpot.run_claim import claim_paths
-from jackpot.run_identity import RUN_CONFIG_FILE, identity_hash, run_identity
-from jackpot.sweep_plan import JobPlan, job_state, shared_work_first
+from jackpot.runs.atomic_io import write_json_atomic
+from jackpot.runs.cell_lock import LOCK_FILE
+from jackpot.runs.claim import claim_paths
+from jackpot.runs.identity import RUN_CONFIG_FILE, identity_hash, run_identity
+from jackpot.runs.results import PROGRESS_FILE
+from jackpot.runs.sweep_plan import JobPlan, job_state, shared_work_first
 
 # Tiny but real: one epoch of two batches, small scoring batches.
 TINY_SWEEP = ["trainer.limit_train_batches=2", "schedule.epochs=1", "schedule.milestones=[]",

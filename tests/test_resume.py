@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from conftest import TINY, compose_cfg, train_py
 
-from jackpot.io import torch_load_safe
 from jackpot.pruning import Masks
+from jackpot.runs.atomic_io import torch_load_safe
 from jackpot.train import run
 
 CELL = ["pruner=lr_rewinding", "ratio=0.8", "pruner.pretrain_epochs=2", "schedule.epochs=2",

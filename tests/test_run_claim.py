@@ -1,4 +1,4 @@
-"""One training of a run that sweeps share, also when they run at once (jackpot.run_claim)."""
+"""One training of a run that sweeps share, also when they run at once (jackpot.runs.claim)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from conftest import compose_cfg, lock_held_by_another_process
 from omegaconf import OmegaConf, open_dict
 
-from jackpot import run_claim
-from jackpot.io import write_json_atomic
-from jackpot.results import PROGRESS_FILE, is_complete, read_progress
-from jackpot.run_claim import RunElsewhere, claim_paths, claim_run, read_record
-from jackpot.run_identity import RUN_CONFIG_FILE, identity_hash, run_identity
+from jackpot.runs import claim as run_claim
+from jackpot.runs.atomic_io import write_json_atomic
+from jackpot.runs.claim import RunElsewhere, claim_paths, claim_run, read_record
+from jackpot.runs.identity import RUN_CONFIG_FILE, identity_hash, run_identity
+from jackpot.runs.results import PROGRESS_FILE, is_complete, read_progress
 from jackpot.tables.unfinished import describe_unfinished, find_unfinished
 from jackpot.train import run
 

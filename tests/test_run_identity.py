@@ -6,7 +6,7 @@ import json
 
 from conftest import compose_cfg
 
-from jackpot.run_identity import EXCLUDED, describe_differences, differences, identity_hash, run_identity
+from jackpot.runs.identity import EXCLUDED, describe_differences, differences, identity_hash, run_identity
 
 
 def test_speed_and_location_keys_are_left_out_and_everything_else_counts(tmp_path):

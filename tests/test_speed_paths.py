@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from jackpot.lightning.callbacks import PruningCallback
 from jackpot.lightning.module import ClassificationModule, EpochTotals, MultiStepClassificationModule, Schedule
-from jackpot.malloc import keep_freed_cpu_memory
+from jackpot.machine.malloc import keep_freed_cpu_memory
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from jackpot import tables
-from jackpot.results import write_results
+from jackpot.runs.results import write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,16 +12,16 @@ import torch
 from conftest import TINY, compose_cfg, lock_held_by_another_process, start_train_py, train_py
 
 from jackpot import tables
-from jackpot.cache_keys import trunk_spec
-from jackpot.cell_lock import LOCK_FILE, CellBusy
 from jackpot.config import ConfigError
-from jackpot.io import torch_load_safe
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
 from jackpot.pruning.budget import smart_ratio_counts
-from jackpot.results import PROGRESS_FILE, read_progress
+from jackpot.runs.atomic_io import torch_load_safe
+from jackpot.runs.cache_keys import trunk_spec
+from jackpot.runs.cell_lock import LOCK_FILE, CellBusy
+from jackpot.runs.results import PROGRESS_FILE, read_progress
+from jackpot.runs.trunk import trunk_hash
 from jackpot.train import run
-from jackpot.trunk import trunk_hash
 
 
 def _cfg(tmp_path: Path, cifar_root: Path, *overrides: str):

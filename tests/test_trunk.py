@@ -12,13 +12,13 @@ import pytest
 import torch
 from conftest import TINY, compose_cfg, lock_held_by_another_process
 
-from jackpot.io import torch_load_safe
 from jackpot.models import build_model
 from jackpot.pruning import Masks, prunable_weights
-from jackpot.results import PROGRESS_FILE, read_progress
+from jackpot.runs.atomic_io import torch_load_safe
+from jackpot.runs.results import PROGRESS_FILE, read_progress
+from jackpot.runs.trunk import TrunkCache, trunk_hash
 from jackpot.ticket import TicketRecipe, build_ticket
 from jackpot.train import _waiting_notice, run
-from jackpot.trunk import TrunkCache, trunk_hash
 
 TRAINED = ["pruner.pretrain_epochs=2", "schedule.epochs=1", "schedule.milestones=[]"]
 
@@ -227,7 +227,7 @@ def test_a_job_waiting_for_a_trunk_another_process_trains_says_so(tmp_path, capl
 def test_a_trunk_on_a_file_system_without_flock_is_trained_unguarded_with_a_warning(tmp_path, monkeypatch):
     import errno
 
-    from jackpot import file_lock
+    from jackpot.runs import file_lock
 
     def no_flock(fd, mode):
         raise OSError(errno.ENOLCK, "No locks available")

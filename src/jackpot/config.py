@@ -60,7 +60,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first invalid value; cheap, touches no data."""
     from jackpot.data import DATASET_NAMES
     from jackpot.models import MODEL_NAMES
-    from jackpot.pruning.offload import OFFLOAD_MODES
+    from jackpot.pruning.low_memory.offload import OFFLOAD_MODES
     from jackpot.pruning.pruner import METHODS
 
     _choice("model", cfg.model.name, MODEL_NAMES)

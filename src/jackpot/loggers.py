@@ -14,7 +14,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
 
-from jackpot.io import write_bytes_atomic
+from jackpot.runs.atomic_io import write_bytes_atomic
 
 
 def cell_keys(cfg: DictConfig) -> dict[str, Any]:

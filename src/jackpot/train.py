@@ -18,25 +18,26 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import jackpot
-from jackpot import faults
-from jackpot.cache_keys import imp_round_spec, pretrain_epochs, trunk_spec
-from jackpot.cell_lock import cell_lock
-from jackpot.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.data.corruption import OFFICIAL_SEED
-from jackpot.io import remove_stale_temp_files, write_json_atomic
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.pruner import METHODS
-from jackpot.results import PROGRESS_FILE, RESULTS_FILE, read_progress, read_results, write_progress, write_results
-from jackpot.run_claim import SKIPPED, RunElsewhere, claim_run
-from jackpot.run_identity import RUN_CONFIG_FILE, holds_finished_run, identity_hash, run_identity
+from jackpot.runs import faults
+from jackpot.runs.atomic_io import remove_stale_temp_files, write_json_atomic
+from jackpot.runs.cache_keys import imp_round_spec, pretrain_epochs, trunk_spec
+from jackpot.runs.cell_lock import cell_lock
+from jackpot.runs.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
+from jackpot.runs.claim import SKIPPED, RunElsewhere, claim_run
+from jackpot.runs.identity import RUN_CONFIG_FILE, identity_hash, run_identity
+from jackpot.runs.output_dir import holds_finished_run
+from jackpot.runs.results import PROGRESS_FILE, RESULTS_FILE, read_progress, read_results, write_progress, write_results
+from jackpot.runs.trunk import Trunk, TrunkCache
 from jackpot.ticket import TicketRecipe, build_ticket
-from jackpot.trunk import Trunk, TrunkCache
 
 log = logging.getLogger(__name__)
 REINIT_SEED_OFFSET = 10_000  # the reinit check draws a fresh init from seed + this

@@ -37,14 +37,15 @@ from pathlib import Path
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
-from jackpot.cache_keys import missing_work
 from jackpot.config import ConfigError, join_limited, validate
 from jackpot.errors import exit_with_user_error
-from jackpot.gpu_sharing import packing_warning
-from jackpot.io import write_bytes_atomic
-from jackpot.results import is_complete
-from jackpot.run_identity import holds_finished_run, run_identity
-from jackpot.sweep_plan import JobPlan, job_state, shared_work_first
+from jackpot.machine.gpu_sharing import packing_warning
+from jackpot.runs.atomic_io import write_bytes_atomic
+from jackpot.runs.cache_keys import missing_work
+from jackpot.runs.identity import run_identity
+from jackpot.runs.output_dir import holds_finished_run
+from jackpot.runs.results import is_complete
+from jackpot.runs.sweep_plan import JobPlan, job_state, shared_work_first
 
 log = logging.getLogger(__name__)
 JobKey = tuple[str, ...]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from jackpot.bench.config import MEAN, STD
 from jackpot.bench.workload import build_net, paper_sgd, synthetic_cifar
-from jackpot.malloc import keep_freed_cpu_memory
+from jackpot.machine.malloc import keep_freed_cpu_memory
 
 
 def malloc_child(model: str, batch: int, steps: int, tuned: bool, seed: int) -> dict[str, Any]:

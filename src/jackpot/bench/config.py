@@ -74,7 +74,7 @@ def check_config(cfg: BenchConfig, sections: tuple[str, ...] = SECTIONS) -> None
     unknown = [s for s in cfg.skip if s not in SECTIONS]
     if unknown:
         raise ValueError(f"--skip: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}")
-    from jackpot.pruning.offload import OFFLOAD_MODES
+    from jackpot.pruning.low_memory.offload import OFFLOAD_MODES
 
     bad_modes = [m for m in cfg.score_offload if m not in OFFLOAD_MODES]
     if bad_modes:

@@ -23,7 +23,7 @@ def score_once(model_name: str, classes: int, per_class: int, method: str, devic
                threads: int | None = None, offload: str = "auto", save: str | None = None) -> dict[str, Any]:
     """Time one SNIP/GraSP scoring on a fresh model and batch; peak memory (CUDA allocator or CPU RSS).
     ``save``: also write the scores there (to compare the offload modes' scores)."""
-    from jackpot.pruning.offload import wants_offload
+    from jackpot.pruning.low_memory.offload import wants_offload
     from jackpot.pruning.scores import grasp_scores, snip_scores
 
     if threads:

@@ -48,7 +48,7 @@ BENCH_NETS: dict[str, Callable[[int], nn.Module]] = {"tinyconv": TinyConv, "line
 def apply_process_settings(device: str, overhead_device: str, threads: int | None) -> None:
     """What jackpot.train.run sets for a process, set once before anything is timed: every process that times
     a variant (the benchmark, each packing child) must run under the same settings, or it times another setup."""
-    from jackpot.malloc import keep_freed_cpu_memory
+    from jackpot.machine.malloc import keep_freed_cpu_memory
 
     if device == "cuda":
         torch.backends.cudnn.benchmark = True  # the original code's setting; same for every variant

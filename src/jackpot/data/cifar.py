@@ -18,7 +18,7 @@ from torchvision.datasets.utils import calculate_md5
 
 from jackpot.data.arrays import ImageArrays
 from jackpot.data.errors import DatasetError
-from jackpot.file_lock import exclusive
+from jackpot.runs.file_lock import exclusive
 
 CIFAR_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 

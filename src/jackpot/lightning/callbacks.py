@@ -10,10 +10,10 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
-from jackpot import faults
 from jackpot.lightning.step_graph import DEVICE_HOOK, HOST_HOOK
 from jackpot.pruning import Masks
-from jackpot.results import write_progress
+from jackpot.runs import faults
+from jackpot.runs.results import write_progress
 
 
 class PruningCallback(L.Callback):
@@ -91,7 +91,7 @@ class PruningCallback(L.Callback):
 
 
 class FaultPoints(L.Callback):
-    """Marks every optimizer step as the fault-injection point `step` (see `jackpot.faults`): reached after
+    """Marks every optimizer step as the fault-injection point `step` (see `jackpot.runs.faults`): reached after
     the step's backward, before its update. `on_before_optimizer_step` runs before every optimizer step also
     when several run per training step (`trainer.steps_per_call`), unlike the per-batch hooks."""
 

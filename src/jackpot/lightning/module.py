@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from jackpot.lightning.step_graph import StepHook, StepProgram, capture_blockers, set_learning_rate
-from jackpot.malloc import keep_freed_cpu_memory
+from jackpot.machine.malloc import keep_freed_cpu_memory
 
 
 @dataclass(frozen=True)

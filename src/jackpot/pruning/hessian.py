@@ -10,13 +10,13 @@ Reverse-over-forward computes the same vector differently: one forward pass carr
 (``torch.autograd.forward_ad``) gives the scalar d/de L(w + e g) = g . dL/dw, and one ordinary backward of
 that scalar gives d/dw (g . dL/dw) = H g. Its graph is a chain (primal and tangent side by side), so the
 backward holds a couple of activation-sized tensors at a time, and every saved tensor can wait on disk
-(``jackpot.pruning.offload``).
+(``jackpot.pruning.low_memory.offload``).
 
 BatchNorm needs care. PyTorch's forward-mode rule for ``native_batch_norm`` reads the batch mean and inverse
 std that the kernel returns as non-differentiable outputs, so reverse mode *over* that rule drops the terms
 through the batch statistics: Hg came out ~5 % off on a ResNet8 in float64 (torch 2.14) while double
 backward matched finite differences to 1e-16. The scoring copy therefore runs the lean layers of
-``jackpot.pruning.lean_layers``, whose tangent rules are written out (and whose chunked forward and backward
+``jackpot.pruning.low_memory.lean_layers``, whose tangent rules are written out (and whose chunked forward and backward
 keep the memory flat). The loss is written out too (``explicit_cross_entropy``): the forward rules of
 ``log_softmax`` and ``logsumexp`` modify a tensor in place that reverse mode has saved.
 """
@@ -30,7 +30,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from jackpot.pruning.offload import Parked, park
+from jackpot.pruning.low_memory.offload import Parked, park
 
 Batch = tuple[Tensor, Tensor]
 
@@ -75,7 +75,7 @@ def hessian_vector_forward(
 ) -> list[Tensor]:
     """sum over ``halves`` of H_half @ ``vector``, H the Hessian of the mean cross-entropy of logits/T in
     ``params`` (named ``names`` in ``net``), by reverse-over-forward. ``net`` must come from
-    ``jackpot.pruning.lean_layers.lean_copy`` (exact BatchNorm tangents)."""
+    ``jackpot.pruning.low_memory.lean_layers.lean_copy`` (exact BatchNorm tangents)."""
     device = params[0].device
     out = RunningSum()
     tangents = [v.detach() for v in vector]

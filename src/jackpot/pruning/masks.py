@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from jackpot.io import torch_load_safe, torch_save_atomic
+from jackpot.runs.atomic_io import torch_load_safe, torch_save_atomic
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jackpot.pruning.hessian import RunningSum, hessian_vector_forward
-from jackpot.pruning.lean_layers import lean_copy
+from jackpot.pruning.low_memory.lean_layers import lean_copy
+from jackpot.pruning.low_memory.offload import low_memory, wants_offload
 from jackpot.pruning.masks import prunable_weights
-from jackpot.pruning.offload import low_memory, wants_offload
 
 Batch = tuple[Tensor, Tensor]
 Batches = Batch | Iterable[Batch]
@@ -65,7 +65,7 @@ def _device_of(net: nn.Module) -> torch.device:
 
 def _for_offload(net: nn.Module, offload: str) -> tuple[nn.Module, bool]:
     """The scoring copy prepared for ``offload`` on its device, and whether the low-memory path is on
-    (then its convolutions, BatchNorms, ReLUs and max pools are ``jackpot.pruning.lean_layers``')."""
+    (then its convolutions, BatchNorms, ReLUs and max pools are ``jackpot.pruning.low_memory.lean_layers``')."""
     enabled = wants_offload(offload, _device_of(net))
     return (lean_copy(net) if enabled else net), enabled
 
@@ -85,7 +85,7 @@ def snip_scores(model: nn.Module, batches: Batches, offload: str = "auto") -> Sc
     ``(x, y)`` pair in one forward/backward; with several pairs the gradients are summed, as the official
     ``num_iters > 1`` path accumulates ``loss.backward()``. ``offload`` (auto | disk | none): where the
     backward's saved activations wait; ``disk`` also runs the layers in chunks
-    (``jackpot.pruning.offload`` and ``.lean_layers``: same scores to float tolerance, flat memory).
+    (``jackpot.pruning.low_memory.offload`` and ``.lean_layers``: same scores to float tolerance, flat memory).
     """
     net, weights = _scoring_copy(model, train=True)
     net, offloaded = _for_offload(net, offload)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from jackpot.results import RESULTS_FILE, MalformedResults, read_results
-from jackpot.run_identity import identity_hash, run_identity
+from jackpot.runs.identity import identity_hash, run_identity
+from jackpot.runs.results import RESULTS_FILE, MalformedResults, read_results
 from jackpot.tables.cells import AXES, norm_ratio
 
 
@@ -45,7 +45,7 @@ def _run_record(data: Mapping[str, Any], path: str, mtime: float) -> dict[str, A
 
 
 def _identity(data: Mapping[str, Any]) -> str | None:
-    """The hash of the run's identity (`jackpot.run_identity`) without its seed, recomputed from its stored
+    """The hash of the run's identity (`jackpot.runs.identity`) without its seed, recomputed from its stored
     config (None without one): runs of one cell with the same such identity are seeds of the same experiment,
     whatever sweep (`name`) ran them."""
     config = data.get("config")

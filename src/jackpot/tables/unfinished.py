@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from jackpot.cell_lock import is_running
-from jackpot.results import RESULTS_FILE, read_progress
-from jackpot.run_claim import SKIPPED
-from jackpot.run_identity import RUN_CONFIG_FILE
+from jackpot.runs.cell_lock import is_running
+from jackpot.runs.claim import SKIPPED
+from jackpot.runs.identity import RUN_CONFIG_FILE
+from jackpot.runs.results import RESULTS_FILE, read_progress
 
 MAX_LISTED = 10
 

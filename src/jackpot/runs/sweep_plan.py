@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from jackpot.cell_lock import is_running
-from jackpot.results import read_progress
-from jackpot.run_identity import RUN_CONFIG_FILE
+from jackpot.runs.cell_lock import is_running
+from jackpot.runs.identity import RUN_CONFIG_FILE
+from jackpot.runs.results import read_progress
 
 Job = TypeVar("Job")
 

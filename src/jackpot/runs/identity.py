@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from jackpot.config import ConfigError, join_limited
+from jackpot.config import join_limited
 
 RUN_CONFIG_FILE = "run_config.json"
 
@@ -100,25 +100,3 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
 def describe_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
     """The differences in one line, at most 5 of them."""
     return join_limited(differences(stored, current))
-
-
-def check_output_dir(output_dir: Path, identity: Mapping[str, Any]) -> None:
-    """Refuse to resume another config's checkpoint or overwrite its results in `output_dir`, naming what differs."""
-    from jackpot.results import RESULTS_FILE
-
-    output_dir = Path(output_dir)
-    has_work = (output_dir / "checkpoints" / "last.ckpt").exists() or (output_dir / RESULTS_FILE).exists()
-    stored = stored_identity(output_dir) if has_work else None
-    if stored is not None and stored != identity:
-        raise ConfigError(
-            f"output dir {output_dir} holds a run of another config ({describe_differences(stored, identity)}); "
-            f"give this variant its own name=... or remove that folder"
-        )
-
-
-def holds_finished_run(output_dir: Path, identity: Mapping[str, Any]) -> bool:
-    """Whether `output_dir` holds this run, complete (skip it); ConfigError if it holds another config's work."""
-    from jackpot.results import is_complete
-
-    check_output_dir(output_dir, identity)
-    return is_complete(output_dir, identity)

@@ -5,7 +5,7 @@ the other's epochs).
 That happens when a sweep is launched again while the first launch still runs (to fill the gaps of a
 preempted SLURM array, or on a second machine); with the lock, the two launches share the cells out.
 
-The lock is `flock` on `run.lock` in the output dir (`jackpot.file_lock`): a killed or preempted job never
+The lock is `flock` on `run.lock` in the output dir (`jackpot.runs.file_lock`): a killed or preempted job never
 leaves a cell locked; where the file system has no flock, runs go unguarded, as before this lock existed,
 with a warning.
 """
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jackpot.file_lock import exclusive, fcntl, try_flock
+from jackpot.runs.file_lock import exclusive, fcntl, try_flock
 
 LOCK_FILE = "run.lock"
 # A job retries this long before calling a cell busy, so a reader's probe (`is_running`) never makes it skip.

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jackpot.cell_lock import CellBusy, acquire_patience_s
-from jackpot.file_lock import exclusive
-from jackpot.io import write_json_atomic
-from jackpot.results import is_complete
+from jackpot.runs.atomic_io import write_json_atomic
+from jackpot.runs.cell_lock import CellBusy, acquire_patience_s
+from jackpot.runs.file_lock import exclusive
+from jackpot.runs.results import is_complete
 
 CLAIMS_DIR = "runs"
 # how the progress file of a run started here and then left to another sweep begins (jackpot-tables lists it)

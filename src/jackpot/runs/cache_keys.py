@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from jackpot.pruning.pruner import METHODS
-from jackpot.trunk import TrunkCache, trunk_hash
+from jackpot.runs.trunk import TrunkCache, trunk_hash
 
 
 def pretrain_epochs(cfg: DictConfig) -> int:

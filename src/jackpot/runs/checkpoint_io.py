@@ -11,7 +11,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_utilities.core.apply_func import apply_to_collection
 
-from jackpot.io import torch_load_safe, torch_save_atomic
+from jackpot.runs.atomic_io import torch_load_safe, torch_save_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

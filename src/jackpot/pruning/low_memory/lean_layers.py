@@ -2,7 +2,7 @@
 carrying a forward-mode tangent (``torch.autograd.forward_ad``) and differentiable once in reverse mode.
 
 Why hand-written: scoring a whole CIFAR-100 scoring set at once (SNIP, GraSP) keeps every layer's
-activation of 500-1,000 images. Saved tensors can wait on disk (``jackpot.pruning.offload``), but what
+activation of 500-1,000 images. Saved tensors can wait on disk (``jackpot.pruning.low_memory.offload``), but what
 autograd's own backward of a layer holds at once cannot: the gradients of a chunked layer are gathered,
 concatenated and cloned (split and copy-into-slice backward), and GraSP's reverse-over-forward doubles every
 tensor (primal and tangent). These layers compute forward *and* backward ``chunk`` samples at a time into one
@@ -31,7 +31,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from jackpot.pruning.offload import Parked, park
+from jackpot.pruning.low_memory.offload import Parked, park
 
 SCORING_CHUNK = 50  # samples per call inside a lean layer (VGG19's first layers: 13 MB per chunk tensor)
 

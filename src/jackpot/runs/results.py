@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jackpot.io import write_json_atomic
+from jackpot.runs.atomic_io import write_json_atomic
+from jackpot.runs.identity import run_identity
 
 RESULTS_FILE = "results.json"
 PROGRESS_FILE = "progress.json"  # a running cell's stage and epoch, rewritten at each epoch end
@@ -73,9 +74,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
 
 def is_complete(output_dir: str | Path, identity: Mapping[str, Any] | None = None) -> bool:
     """True when `output_dir` holds a complete results file (of a run with this identity, if one is given:
-    see `jackpot.run_identity`, recomputed from the config the results file stores)."""
-    from jackpot.run_identity import run_identity
-
+    see `jackpot.runs.identity`, recomputed from the config the results file stores)."""
     path = Path(output_dir) / RESULTS_FILE
     if not path.exists():
         return False

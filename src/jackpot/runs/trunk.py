@@ -1,6 +1,6 @@
 """The dense trunk: trained once, stored under a hash of everything that decides it, shared by every run.
 
-Two jobs that need the same trunk at the same time take a lock (`flock`, `jackpot.file_lock`): the first
+Two jobs that need the same trunk at the same time take a lock (`flock`, `jackpot.runs.file_lock`): the first
 trains it, the second waits and then reads it. The trunk file is written to a temp file and renamed, so a
 reader never sees half of it. It holds the init weights too (lottery tickets rewind to them).
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from jackpot.file_lock import exclusive
-from jackpot.io import remove_stale_temp_files, torch_load_safe, torch_save_atomic
+from jackpot.runs.atomic_io import remove_stale_temp_files, torch_load_safe, torch_save_atomic
+from jackpot.runs.file_lock import exclusive
 
 TRUNK_FORMAT = 1
 TRUNK_FILE = "trunk.pt"

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from jackpot import faults
+from jackpot.runs import faults
 
 TEMP_SUFFIX = ".tmp"
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from jackpot.malloc import return_freed_cpu_memory
+from jackpot.machine.malloc import return_freed_cpu_memory
 
 OFFLOAD_MODES = ("auto", "disk", "none")
 MIN_OFFLOAD_BYTES = 256 << 10  # smaller tensors stay in memory: the file round trip would cost more
@@ -158,7 +158,7 @@ def saved_tensors_on_disk(keep: Sequence[Tensor] = (), directory: str | None = N
 @contextlib.contextmanager
 def low_memory(enabled: bool, keep: Sequence[Tensor] = ()) -> Iterator[None]:
     """When ``enabled`` (see ``wants_offload``): saved tensors on disk and freed blocks handed back to the OS
-    at once (``jackpot.malloc.return_freed_cpu_memory``); else nothing changes."""
+    at once (``jackpot.machine.malloc.return_freed_cpu_memory``); else nothing changes."""
     if not enabled:
         yield
         return
