@@ -60,13 +60,16 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first invalid value; cheap, touches no data."""
     from jackpot.data import DATASET_NAMES
     from jackpot.models import MODEL_NAMES
-    from jackpot.pruning.low_memory.offload import OFFLOAD_MODES
-    from jackpot.pruning.pruner import METHODS
+    from jackpot.pruning.registry import MethodError, get_method
 
     _choice("model", cfg.model.name, MODEL_NAMES)
     _choice("dataset", cfg.dataset.name, DATASET_NAMES)
-    _choice("pruner.method", cfg.pruner.method, sorted(METHODS))
-    _choice("pruner.ticket_weights", cfg.pruner.ticket_weights, TICKET_WEIGHTS)
+    try:
+        spec = get_method(cfg.pruner.method)
+    except MethodError as err:
+        raise ConfigError(f"pruner.method={cfg.pruner.method!r}: {err}") from err
+    if cfg.pruner.get("ticket_weights") is not None:
+        _choice("pruner.ticket_weights", cfg.pruner.ticket_weights, TICKET_WEIGHTS)
     _choice("dataset.loader", cfg.dataset.loader, LOADERS)
     _choice("logger", cfg.logger.kind, LOGGERS)
 
@@ -76,20 +79,19 @@ def validate(cfg: DictConfig) -> None:
     _int_at_least("seed", cfg.seed, 0)
 
     options = dict(cfg.pruner.get("options") or {})
-    unknown = sorted(set(options) - set(METHODS[cfg.pruner.method].options))
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        allowed = ", ".join(METHODS[cfg.pruner.method].options) or "none"
+        allowed = ", ".join(spec.options) or "none"
+        raise ConfigError(f"pruner.options.{unknown[0]} is not an option of pruner {spec.name}; allowed: {allowed}")
+    for key, value in options.items():
+        problem = spec.option_problem(key, value)
+        if problem:
+            raise ConfigError(f"pruner.options.{key}={value!r} {problem} (pruner={spec.name})")
+    if options.get("offload") == "disk" and uses_gpu(cfg):
         raise ConfigError(
-            f"pruner.options.{unknown[0]} is not an option of pruner {cfg.pruner.method}; allowed: {allowed}"
+            "pruner.options.offload=disk parks scoring activations in CPU files, but this run scores on the "
+            "GPU; use auto (in GPU memory there) or none"
         )
-    if "offload" in options:
-        _choice("pruner.options.offload", options["offload"], OFFLOAD_MODES)
-        if options["offload"] == "disk" and uses_gpu(cfg):
-            raise ConfigError(
-                "pruner.options.offload=disk parks scoring activations in CPU files, but this run scores on the "
-                "GPU; use auto (in GPU memory there) or none"
-            )
-    _validate_options(cfg.pruner.method, options)
     _choice("trainer.accelerator", cfg.trainer.accelerator, ACCELERATORS)
     if cfg.trainer.devices != 1:
         raise ConfigError(
@@ -119,9 +121,9 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.precision={precision} trains with a gradient scaler, which {' and '.join(blocking)} cannot "
             "run; use bf16-mixed (the GPU default), or trainer.steps_per_call=1 with trainer.cuda_graph=auto"
         )
-    _validate_schedule(cfg)
+    _validate_schedule(cfg, spec)
     _validate_dataset(cfg)
-    _validate_checks(cfg, METHODS)
+    _validate_checks(cfg, spec)
 
 
 def _number_in(key: str, value, low: float, high: float, low_open: bool = False) -> None:
@@ -133,31 +135,7 @@ def _number_in(key: str, value, low: float, high: float, low_open: bool = False)
         raise ConfigError(f"{key}={value!r} must be a number in {interval}")
 
 
-def _validate_options(method: str, options: dict) -> None:
-    """The values of a pruner's options (their names are checked against the method first): a bad one would
-    otherwise fail only at scoring, after a dense trunk trained for it."""
-    from jackpot.pruning.scores import OBD_ESTIMATORS
-
-    for key, value in options.items():
-        name = f"pruner.options.{key}"
-        if key == "estimator":
-            _choice(name, value, OBD_ESTIMATORS)
-        elif key == "probes":
-            _int_at_least(name, value, 1)
-        elif key == "linear_keep_ratio":
-            _number_in(name, value, 0.0, 1.0, low_open=True)
-        elif key == "temperature":
-            _number_in(name, value, 0.0, float("inf"), low_open=True)
-        elif key in ("vgg_depth_factor", "reinit_classifier") and not (
-            isinstance(value, bool) or (value is None and key == "vgg_depth_factor")
-        ):
-            allowed = "true, false or null (auto)" if key == "vgg_depth_factor" else "true or false"
-            raise ConfigError(f"{name}={value!r} is not allowed; choose {allowed} (pruner={method})")
-        elif key == "seed" and value is not None:
-            _int_at_least(name, value, 0)
-
-
-def _validate_schedule(cfg: DictConfig) -> None:
+def _validate_schedule(cfg: DictConfig, spec) -> None:
     s = cfg.schedule
     epochs = _int_at_least("schedule.epochs", s.epochs, 0)
     for key in ("lr", "momentum", "weight_decay", "gamma"):
@@ -183,9 +161,13 @@ def _validate_schedule(cfg: DictConfig) -> None:
         _int_at_least("pruner.pretrain_epochs", pretrain, 1)
     rounds = cfg.pruner.get("rounds", 1)
     _int_at_least("pruner.rounds", rounds, 1)
-    if rounds > 1 and cfg.pruner.method not in ("lottery", "lr_rewinding"):
+    if rounds > 1 and not spec.iterative:
+        from jackpot.pruning.registry import METHODS
+
+        iterative = ", ".join(sorted(name for name, m in METHODS.items() if m.iterative))
         raise ConfigError(
-            f"pruner.rounds={rounds}: iterative pruning applies to lottery and lr_rewinding, not {cfg.pruner.method}"
+            f"pruner.rounds={rounds}: pruner {spec.name} is not declared iterative; iterative pruning applies to "
+            f"{iterative}"
         )
 
 
@@ -205,10 +187,11 @@ def _validate_dataset(cfg: DictConfig) -> None:
         )
 
 
-def _validate_checks(cfg: DictConfig, methods) -> None:
+def _validate_checks(cfg: DictConfig, spec) -> None:
+    """The checks that cannot apply to this method, from its declaration (`jackpot.pruning.method`)."""
     check = cfg.sanity_check
-    method = cfg.pruner.method
-    spec = methods[method]
+    method = spec.name
+    ticket_weights = ticket_weights_of(cfg, spec)
     name = check.name
     if check.data is not None:
         _choice("sanity_check.data", check.data, DATA_CHECKS)
@@ -219,13 +202,13 @@ def _validate_checks(cfg: DictConfig, methods) -> None:
     if check.weights is not None:
         _choice("sanity_check.weights", check.weights, WEIGHT_CHECKS)
 
-    if spec.when == "init" and cfg.pruner.ticket_weights == "trained":
+    if spec.when == "init" and ticket_weights == "trained":
         raise ConfigError(
             f"pruner.ticket_weights=trained: pruner={method} prunes at init, so there are no trained weights to "
             f"start the ticket from; use ticket_weights=init, or a method made after training (lottery, "
             f"lr_rewinding, obd, hybrid)"
         )
-    if method == "dense" and name != "none":
+    if not spec.prunes and name != "none":
         raise ConfigError(f"sanity_check={name} needs a pruned ticket; pruner=dense has no mask to check")
     if check.data is not None and spec.when == "init":
         if check.data == "half_dataset":
@@ -238,14 +221,22 @@ def _validate_checks(cfg: DictConfig, methods) -> None:
                 f"sanity_check={name} corrupts the data the mask is made from, but pruner={method} uses no data; "
                 f"it applies to snip, grasp and the methods made after training"
             )
-    if check.mask == "layerwise_rearrange" and method in ("smart_ratio", "random"):
+    if name in spec.inapplicable:
+        raise ConfigError(f"sanity_check={name} does not apply to pruner={method} (its declaration says so)")
+    if check.mask == "layerwise_rearrange" and spec.random_positions:
         raise ConfigError(
             f"sanity_check=layerwise_rearrange would not change pruner={method}: its positions are already random"
         )
-    if check.weights == "layerwise_shuffle" and spec.when == "init" and cfg.pruner.ticket_weights == "init" and (
-        method in ("smart_ratio", "random")
+    if check.weights == "layerwise_shuffle" and spec.when == "init" and ticket_weights == "init" and (
+        spec.random_positions
     ):
         raise ConfigError(
             f"sanity_check=layerwise_shuffle on pruner={method} only reshuffles random init values at random "
             f"positions; it applies to tickets that start from meaningful weights"
         )
+
+
+def ticket_weights_of(cfg: DictConfig, spec) -> str:
+    """The pruner config's ticket_weights, else the method's declared default."""
+    value = cfg.pruner.get("ticket_weights")
+    return spec.ticket_weights if value is None else str(value)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from jackpot.pruning import Masks, make_masks
-from jackpot.pruning.pruner import METHODS
+from jackpot.pruning.registry import get_method
 from jackpot.pruning.sanity import rearrange_masks, shuffle_kept_weights
 
 StateDict = Mapping[str, torch.Tensor]
@@ -35,7 +35,7 @@ class TicketRecipe:
 
     @property
     def when(self) -> str:
-        return METHODS[self.method].when
+        return get_method(self.method).when
 
 
 def _generator(seed: int, salt: int) -> torch.Generator:
@@ -51,11 +51,13 @@ def build_ticket(
     batches: Callable[[], Any] | None = None,
     fresh_init: Callable[[], StateDict] | None = None,
     previous_masks: Masks | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> Masks:
     """Turn `model` into the ticket in place and return its masks.
 
     `batches` is called only when the method needs data (scoring is the expensive part, so nothing is fetched
-    for data-free methods). `fresh_init` gives a new initialisation for the reinit check.
+    for data-free methods). `fresh_init` gives a new initialisation for the reinit check. `input_shape`: one
+    example's (C, H, W), for data-free methods that build their own input.
     """
     if recipe.when == "trained":
         if trained_state is None:
@@ -67,10 +69,11 @@ def build_ticket(
     options = dict(recipe.options)
     if previous_masks is not None:
         options["current_masks"] = previous_masks
-    if METHODS[recipe.method].uses_seed and "seed" not in options:
+    spec = get_method(recipe.method)
+    if spec.uses_seed and "seed" not in options:
         options["seed"] = recipe.seed
-    data = batches() if METHODS[recipe.method].needs_batches else None
-    masks = make_masks(model, recipe.method, recipe.ratio, data, **options)
+    data = batches() if spec.needs_batches else None
+    masks = make_masks(model, recipe.method, recipe.ratio, data, input_shape=input_shape, **options)
 
     if recipe.mask_check == "layerwise_rearrange":
         masks = rearrange_masks(masks, _generator(recipe.seed, 1))

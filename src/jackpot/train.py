@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import jackpot
-from jackpot.config import SCALED_PRECISIONS, uses_gpu, validate
+from jackpot.config import SCALED_PRECISIONS, ticket_weights_of, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.data.corruption import OFFICIAL_SEED
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
@@ -26,7 +26,7 @@ from jackpot.lightning.module import ClassificationModule, MultiStepClassificati
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.models import build_model
 from jackpot.pruning import Masks
-from jackpot.pruning.pruner import METHODS
+from jackpot.pruning.registry import get_method
 from jackpot.runs import faults
 from jackpot.runs.atomic_io import remove_stale_temp_files, write_json_atomic
 from jackpot.runs.cache_keys import imp_round_spec, pretrain_epochs, trunk_spec
@@ -227,7 +227,8 @@ def ticket_recipe(cfg: DictConfig, ratio: float | None = None) -> TicketRecipe:
     check = cfg.sanity_check
     return TicketRecipe(
         method=cfg.pruner.method, ratio=float(cfg.ratio if ratio is None else ratio),
-        options=OmegaConf.to_container(cfg.pruner.options, resolve=True), ticket_weights=cfg.pruner.ticket_weights,
+        options=OmegaConf.to_container(cfg.pruner.options, resolve=True),
+        ticket_weights=ticket_weights_of(cfg, get_method(cfg.pruner.method)),
         mask_check=check.mask, weight_check=check.weights, seed=int(cfg.seed),
     )
 
@@ -272,7 +273,7 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
 
     model = make_model(cfg, num_classes, seed)
     init_state = copy.deepcopy(model.state_dict())
-    method = METHODS[cfg.pruner.method]
+    method = get_method(cfg.pruner.method)
     trunk: Trunk | None = None
     source: Trunk | None = None  # the trained weights the ticket is pruned from (the trunk, or the last IMP round)
     previous_masks: Masks | None = None
@@ -302,7 +303,7 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     def make_ticket(net: torch.nn.Module):
         masks = build_ticket(
             net, recipe, init_state=init_state, trained_state=source.trained_state if source else None,
-            batches=scoring_batches, previous_masks=previous_masks,
+            batches=scoring_batches, previous_masks=previous_masks, input_shape=datamodule.input_shape,
             fresh_init=lambda: make_model(cfg, num_classes, seed + REINIT_SEED_OFFSET).state_dict(),
         )
         faults.reach("score")

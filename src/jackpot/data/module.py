@@ -112,6 +112,11 @@ class ImageDataModule(L.LightningDataModule):
         return NUM_CLASSES[self.name]
 
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One example as the network sees it, (C, H, W): every dataset here is 32x32 RGB (digits upsampled)."""
+        return (3, 32, 32)
+
+    @property
     def mean(self) -> tuple[float, float, float]:
         return CIFAR_STATS[self.name][0] if self.name in CIFAR_STATS else self._base().mean
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from jackpot.pruning.pruner import METHODS
+from jackpot.pruning.registry import get_method
 from jackpot.runs.trunk import TrunkCache, trunk_hash
 
 
@@ -39,14 +39,14 @@ def imp_round_spec(cfg: DictConfig, index: int) -> dict[str, Any]:
     pruner = cfg.pruner
     return {**trunk_spec(cfg), "imp": {
         "round": index, "rounds": int(pruner.rounds), "ratio": float(cfg.ratio), "method": pruner.method,
-        "ticket_weights": pruner.ticket_weights, "options": OmegaConf.to_container(pruner.options, resolve=True),
+        "ticket_weights": pruner.get("ticket_weights"), "options": OmegaConf.to_container(pruner.options, resolve=True),
     }}
 
 
 def shared_work(cfg: DictConfig) -> list[str]:
     """The cache keys of the shared work this run needs, in the order it needs them (trunk, then rounds 1..R-1);
     empty for masks made at init."""
-    if METHODS[cfg.pruner.method].when != "trained":
+    if get_method(cfg.pruner.method).when != "trained":
         return []
     rounds = int(cfg.pruner.get("rounds", 1))
     return [trunk_hash(trunk_spec(cfg))] + [trunk_hash(imp_round_spec(cfg, i)) for i in range(1, rounds)]
