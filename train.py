@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
+from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
@@ -20,7 +23,7 @@ def main(cfg: DictConfig) -> float | None:
     try:  # before Lightning and the data loaders are imported: a bad value is reported in seconds, not ~10 s
         validate(cfg)
     except USER_ERRORS as err:
-        exit_with_user_error(err)
+        _refused(cfg, err)
     from jackpot.report import print_results
     from jackpot.train import run
 
@@ -38,9 +41,18 @@ def main(cfg: DictConfig) -> float | None:
         print(f"jackpot: {busy}", file=sys.stderr)
         return None
     except USER_ERRORS as err:
-        exit_with_user_error(err)
+        _refused(cfg, err)
     print_results(results)
     return results.get("final_acc")
+
+
+def _refused(cfg: DictConfig, err: BaseException) -> NoReturn:
+    """A refused config or missing data: the folder Hydra made for the run goes again, then one line, exit 2."""
+    from jackpot.runs.output_dir import discard_unstarted
+
+    with contextlib.suppress(Exception):  # never hide the user's error behind a clean-up one
+        discard_unstarted(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir))
+    exit_with_user_error(err)
 
 
 def _sweeps_reused_from() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, compose_cfg, train_py
 
-from jackpot.config import ConfigError
+from jackpot.config import ConfigError, milestones_at, validate
 from jackpot.data import DatasetError
 from jackpot.train import run
 
@@ -71,7 +72,7 @@ CONFIG_CASES = [
     (["pruner=grasp", "pruner.options.offload=ram"],
      "pruner.options.offload='ram' is not allowed; choose one of: auto, disk, none"),
     (["sanity_check.data=random_lables"], "sanity_check.data='random_lables'"),
-    (["dataset.root=/nonexistent/cifar", "dataset.download=false"], "dataset.root='/nonexistent/cifar'"),
+    (["dataset.root={tmp}/no-cifar-here", "dataset.download=false"], "dataset.root='{tmp}/no-cifar-here'"),
 ]
 
 
@@ -81,10 +82,48 @@ def _escape(text: str) -> str:
 
 @pytest.mark.parametrize(("overrides", "message"), CONFIG_CASES, ids=[" ".join(o) for o, _ in CONFIG_CASES])
 def test_bad_config_values(tmp_path, cifar_root, overrides, message):
+    overrides = [o.replace("{tmp}", str(tmp_path)) for o in overrides]  # a path only this test could create
+    message = message.replace("{tmp}", str(tmp_path))
     cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", *overrides])
     with pytest.raises(ConfigError, match=_escape(message)):
         run(cfg)
     assert not (tmp_path / "run").exists()  # nothing written, nothing trained
+
+
+# A refused config whose error suggests overrides: applying exactly the suggested text must then pass validation.
+FIX_CASES = [
+    (["schedule.epochs=10", "schedule.milestones=[80,120]"], "schedule.milestones"),
+    (["schedule.epochs=2", "schedule.milestones=[1,1]"], None),  # repeated: no suggestion, dropping it is the fix
+    (["schedule.epochs=1", "schedule.milestones=[1]"], "schedule.milestones"),
+    (["schedule.epochs=3", "schedule.milestones=[3]"], "schedule.milestones"),
+    (["trainer.cuda_graph=true"], "trainer.cuda_graph"),
+    (["pruner=snip", "pruner.ticket_weights=trained"], "ticket_weights"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), FIX_CASES, ids=[" ".join(o) for o, _ in FIX_CASES])
+def test_each_suggested_fix_passes_validation(tmp_path, cifar_root, overrides, key):
+    base = [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false"]
+    with pytest.raises(ConfigError) as refused:
+        validate(compose_cfg(tmp_path, [*base, *overrides]))
+    if key is None:
+        fixed = [o for o in overrides if not o.startswith("schedule.milestones=")]
+    else:
+        suggested = re.findall(rf"(?<![\w.])((?:pruner\.)?{re.escape(key)}=\S+?)(?=[;,]?\s|$|\))", str(refused.value))
+        assert suggested, f"no {key}=... suggested in: {refused.value}"
+        fix = suggested[-1] if key != "ticket_weights" else "pruner." + suggested[-1].removeprefix("pruner.")
+        fixed = [*overrides, fix]
+    validate(compose_cfg(tmp_path, [*base, *fixed]))
+
+
+def test_a_short_schedule_is_one_override(tmp_path, cifar_root):
+    """The paper's decays at 1/2 and 3/4 of the epochs scale with schedule.epochs, 80/120 of 160 as before."""
+    base = [*(o for o in TINY if not o.startswith("schedule")), f"dataset.root={cifar_root}",
+            "dataset.verify_md5=false"]
+    for epochs, expected in [(160, [80, 120]), (8, [4, 6]), (4, [2, 3]), (2, [1]), (1, []), (0, [])]:
+        cfg = compose_cfg(tmp_path, [*base, f"schedule.epochs={epochs}"])
+        validate(cfg)
+        assert list(cfg.schedule.milestones) == expected == milestones_at(epochs, 0.5, 0.75)
 
 
 def _data_case(tmp_path: Path, cifar_root: Path, *overrides: str):
@@ -125,6 +164,12 @@ def test_missing_files_without_network_name_the_root(tmp_path, cifar_root, monke
     cfg = _data_case(tmp_path, cifar_root, f"dataset.root={root}", "dataset.download=true")
     with pytest.raises(DatasetError, match="dataset.root"):
         run(cfg)
+    assert list(root.iterdir()) == []  # no lock file left in the user's folder
+    made = tmp_path / "new" / "cifar"  # a folder the failed download would have made: gone again
+    cfg = _data_case(tmp_path, cifar_root, f"dataset.root={made}", "dataset.download=true")
+    with pytest.raises(DatasetError, match="dataset.root"):
+        run(cfg)
+    assert not (tmp_path / "new").exists()
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -135,6 +180,31 @@ def test_unknown_group_option_lists_the_choices(tmp_path):
     proc = _cli(["pruner=snap", f"paths.root_dir={tmp_path}"], tmp_path)
     assert proc.returncode == 1
     assert "Could not find 'pruner/snap'" in proc.stderr and "grasp" in proc.stderr
+
+
+def test_refused_config_leaves_no_run_folder(tmp_path):
+    """Hydra makes the run's folder (.hydra/, train.log) before jackpot sees the config; a refused config must
+    not leave it, or jackpot-tables and later sweeps would see a run folder with no run. A finished run's
+    neighbour folder stays."""
+    neighbour = tmp_path / "outputs" / "default" / "keep-me"
+    neighbour.mkdir(parents=True)
+    proc = _cli(["dataset=digits", "schedule.momentum=1.5", f"paths.root_dir={tmp_path}"], tmp_path)
+    assert proc.returncode == 2 and "schedule.momentum=1.5" in proc.stderr
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "outputs").rglob("*")) == [
+        "outputs/default", "outputs/default/keep-me"]
+
+
+def test_discard_unstarted_keeps_a_folder_with_work(tmp_path):
+    from jackpot.runs.output_dir import discard_unstarted
+
+    run_dir = tmp_path / "logs" / "name" / "cell"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "train.log").write_text("")
+    (run_dir / "results.json").write_text("{}")
+    assert not discard_unstarted(run_dir, tmp_path / "logs") and (run_dir / "results.json").exists()
+    (run_dir / "results.json").unlink()
+    assert discard_unstarted(run_dir, tmp_path / "logs")
+    assert (tmp_path / "logs").is_dir() and not (tmp_path / "logs" / "name").exists()
 
 
 def test_sweep_with_an_invalid_job_runs_nothing(tmp_path):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 DATA_CHECKS = ("random_labels", "random_pixels", "random_pixels_labels", "half_dataset")
 PIXEL_SCRAMBLES = ("per_seed", "fixed")
@@ -27,6 +27,25 @@ SCALED_PRECISIONS = ("16-mixed", "16")  # float16 autocast: Lightning adds a gra
 
 class ConfigError(ValueError):
     """A user-facing configuration mistake."""
+
+
+class InapplicableCheck(ConfigError):
+    """A sanity check the method's declaration rules out: a battery of checks drops such a job, while any other
+    ConfigError still refuses the whole sweep."""
+
+
+def milestones_at(epochs: int, *fractions: float) -> list[int]:
+    """The LR decay epochs at these fractions of the schedule: 80/120 of 160 and 4/6 of 8 for (0.5, 0.75), so a
+    shorter run (`schedule.epochs=2`) needs no second override. Each is rounded and kept in [1, epochs - 1];
+    ones that coincide there are kept once (epochs=2: [1]; epochs <= 1: none)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 2:
+        return []
+    return sorted({min(max(round(f * epochs), 1), epochs - 1) for f in fractions})
+
+
+# `schedule.milestones: ${milestones_at:${schedule.epochs},0.5,0.75}`: resolved at access, so the stored config
+# (and the run identity) holds the epochs, e.g. [80, 120], as before this resolver existed.
+OmegaConf.register_new_resolver("milestones_at", milestones_at, replace=True)
 
 
 def join_limited(items: Sequence[str], limit: int = 5) -> str:
@@ -109,7 +128,8 @@ def validate(cfg: DictConfig) -> None:
                 if cfg.trainer.accelerator == "auto" else "")
         raise ConfigError(
             "trainer.cuda_graph=true records each training step as a CUDA graph, but this run trains on the CPU "
-            f"(trainer.accelerator={cfg.trainer.accelerator}); use auto (records on a GPU only) or false{hint}"
+            f"(trainer.accelerator={cfg.trainer.accelerator}); use trainer.cuda_graph=auto (records on a GPU only) "
+            f"or false{hint}"
         )
     _choice("trainer.checkpoint_writes", cfg.trainer.get("checkpoint_writes", "auto"), CHECKPOINT_WRITES)
     precision = str(cfg.trainer.precision)
@@ -154,7 +174,8 @@ def _validate_schedule(cfg: DictConfig, spec) -> None:
     if epochs > 0 and milestones and milestones[-1] >= epochs:
         raise ConfigError(
             f"schedule.milestones={milestones} must lie before schedule.epochs={epochs}; "
-            f"shorten them too, e.g. schedule.milestones=[{epochs // 2},{3 * epochs // 4 or 1}]"
+            f"drop the override to scale the paper's 1/2 and 3/4 with the epochs, or give "
+            f"schedule.milestones=[{','.join(map(str, milestones_at(epochs, 0.5, 0.75)))}]"
         )
     pretrain = cfg.pruner.get("pretrain_epochs")
     if pretrain is not None:
@@ -209,28 +230,28 @@ def _validate_checks(cfg: DictConfig, spec) -> None:
             f"lr_rewinding, obd, hybrid)"
         )
     if not spec.prunes and name != "none":
-        raise ConfigError(f"sanity_check={name} needs a pruned ticket; pruner=dense has no mask to check")
+        raise InapplicableCheck(f"sanity_check={name} needs a pruned ticket; pruner=dense has no mask to check")
     if check.data is not None and spec.when == "init":
         if check.data == "half_dataset":
-            raise ConfigError(
+            raise InapplicableCheck(
                 f"sanity_check=half_dataset applies to tickets made after training (the dense run trains on half "
                 f"the data); pruner={method} prunes at init: use random_labels or random_pixels"
             )
         if not spec.needs_batches:
-            raise ConfigError(
+            raise InapplicableCheck(
                 f"sanity_check={name} corrupts the data the mask is made from, but pruner={method} uses no data; "
                 f"it applies to snip, grasp and the methods made after training"
             )
     if name in spec.inapplicable:
-        raise ConfigError(f"sanity_check={name} does not apply to pruner={method} (its declaration says so)")
+        raise InapplicableCheck(f"sanity_check={name} does not apply to pruner={method} (its declaration says so)")
     if check.mask == "layerwise_rearrange" and spec.random_positions:
-        raise ConfigError(
+        raise InapplicableCheck(
             f"sanity_check=layerwise_rearrange would not change pruner={method}: its positions are already random"
         )
     if check.weights == "layerwise_shuffle" and spec.when == "init" and ticket_weights == "init" and (
         spec.random_positions
     ):
-        raise ConfigError(
+        raise InapplicableCheck(
             f"sanity_check=layerwise_shuffle on pruner={method} only reshuffles random init values at random "
             f"positions; it applies to tickets that start from meaningful weights"
         )

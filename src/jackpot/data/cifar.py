@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -87,6 +88,16 @@ def _placement_help(name: str, root: str | os.PathLike) -> str:
     )
 
 
+def _first_missing_folder(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None if `path` exists)."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
 def ensure_cifar_files(name: str, root: str | os.PathLike, download: bool = True) -> None:
     """Make sure every file exists, downloading with torchvision if allowed; else raise `DatasetError`."""
     if not missing_files(name, root):
@@ -96,18 +107,26 @@ def ensure_cifar_files(name: str, root: str | os.PathLike, download: bool = True
         raise DatasetError(
             f"{title} files are missing and dataset.download=false. {_placement_help(name, root)}"
         )
+    created = _first_missing_folder(Path(root))
     Path(root).mkdir(parents=True, exist_ok=True)
-    with exclusive(Path(root) / f".{cifar_class(name).base_folder}.lock", f"the {title} download"):
-        if not missing_files(name, root):  # another process finished the download while we waited
-            return
-        try:
-            # The real class, so the archive's md5 is checked even when the per-file check is off.
-            cifar_class(name, verify_md5=True)(root=str(root), train=True, download=True)
-        except (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError) as err:
-            raise DatasetError(
-                f"{title} files are missing and the download failed ({type(err).__name__}: {err}). "
-                f"{_placement_help(name, root)}"
-            ) from err
+    lock = Path(root) / f".{cifar_class(name).base_folder}.lock"
+    try:
+        with exclusive(lock, f"the {title} download"):
+            if not missing_files(name, root):  # another process finished the download while we waited
+                return
+            try:
+                # The real class, so the archive's md5 is checked even when the per-file check is off.
+                cifar_class(name, verify_md5=True)(root=str(root), train=True, download=True)
+            except (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError) as err:
+                lock.unlink(missing_ok=True)  # still held: a failed download leaves no lock file behind
+                raise DatasetError(
+                    f"{title} files are missing and the download failed ({type(err).__name__}: {err}). "
+                    f"{_placement_help(name, root)}"
+                ) from err
+    except DatasetError:
+        if created is not None:  # nor the folders it made (a later run with download=false must see none)
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     if missing := missing_files(name, root):
         raise DatasetError(
             f"{title} download finished but {missing[0]} is missing. {_placement_help(name, root)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,3 +28,22 @@ def holds_finished_run(output_dir: Path, identity: Mapping[str, Any]) -> bool:
     """Whether `output_dir` holds this run, complete (skip it); ConfigError if it holds another config's work."""
     check_output_dir(output_dir, identity)
     return is_complete(output_dir, identity)
+
+
+# What Hydra and the cell lock put in a run's folder before the run writes anything of its own.
+BEFORE_ANY_WORK = frozenset({".hydra", "train.log", "run.lock"})
+
+
+def discard_unstarted(output_dir: Path, log_dir: Path) -> bool:
+    """Remove a run folder that holds only what Hydra wrote before the config was refused (`.hydra/`, the job
+    log, the cell lock), and the folders above it left empty, up to `log_dir`: jackpot-tables and later sweeps
+    would otherwise see a run folder with no run. Returns whether it removed the folder."""
+    output_dir, log_dir = Path(output_dir).resolve(), Path(log_dir).resolve()
+    if not output_dir.is_dir() or any(p.name not in BEFORE_ANY_WORK for p in output_dir.iterdir()):
+        return False
+    shutil.rmtree(output_dir, ignore_errors=True)
+    for folder in output_dir.parents:
+        if folder == log_dir or log_dir not in folder.parents or any(folder.iterdir()):
+            break
+        folder.rmdir()
+    return True
