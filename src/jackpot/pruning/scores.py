@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from jackpot.pruning.hessian import RunningSum, hessian_vector_forward
 from jackpot.pruning.low_memory.lean_layers import lean_copy
-from jackpot.pruning.low_memory.offload import low_memory, wants_offload
+from jackpot.pruning.low_memory.offload import choose_offload, low_memory
 from jackpot.pruning.masks import prunable_weights
 
 Batch = tuple[Tensor, Tensor]
@@ -63,10 +63,11 @@ def _device_of(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-def _for_offload(net: nn.Module, offload: str) -> tuple[nn.Module, bool]:
+def _for_offload(net: nn.Module, offload: str, batches: Sequence[Batch], method: str) -> tuple[nn.Module, bool]:
     """The scoring copy prepared for ``offload`` on its device, and whether the low-memory path is on
     (then its convolutions, BatchNorms, ReLUs and max pools are ``jackpot.pruning.low_memory.lean_layers``')."""
-    enabled = wants_offload(offload, _device_of(net))
+    images = sum(len(y) for _, y in batches)
+    enabled = choose_offload(offload, net, images, method, tuple(batches[0][0].shape[1:])).on_disk
     return (lean_copy(net) if enabled else net), enabled
 
 
@@ -88,10 +89,11 @@ def snip_scores(model: nn.Module, batches: Batches, offload: str = "auto") -> Sc
     (``jackpot.pruning.low_memory.offload`` and ``.lean_layers``: same scores to float tolerance, flat memory).
     """
     net, weights = _scoring_copy(model, train=True)
-    net, offloaded = _for_offload(net, offload)
+    pairs = as_batch_list(batches)
+    net, offloaded = _for_offload(net, offload, pairs, "snip")
     params = [w for _, w in weights]
     with low_memory(offloaded, keep=params):
-        grads = _summed_gradients(net, params, as_batch_list(batches))
+        grads = _summed_gradients(net, params, pairs)
     return {name: (w.detach() * g).abs() for (name, w), g in zip(weights, grads, strict=True)}
 
 
@@ -153,7 +155,8 @@ def grasp_hessian_gradient(
     i.e. the Hessian of L_half1 + L_half2 times g. Logits are divided by ``temperature``; train-mode BN.
     ``offload``: ``none`` computes H g by double backward as the official code (fast, memory grows with
     depth x batch); ``disk`` by reverse-over-forward with the saved activations on disk (same values to
-    float tolerance, flat memory; ``jackpot.pruning.hessian``); ``auto``: disk on CPU, none on CUDA.
+    float tolerance, flat memory; ``jackpot.pruning.hessian``); ``auto``: none where it fits in memory (always
+    on CUDA), else disk (``jackpot.pruning.low_memory.offload.choose_offload``).
     """
     net, weights = _scoring_copy(model, train=True)
     if reinit_classifier:
@@ -164,7 +167,7 @@ def grasp_hessian_gradient(
     halves = _halves(batches)
 
     names = [name for name, _ in weights]
-    net, offloaded = _for_offload(net, offload)
+    net, offloaded = _for_offload(net, offload, halves, "grasp")
     with low_memory(offloaded, keep=params):
         g = _summed_gradients(net, params, halves, temperature)
         if offloaded:  # reverse-over-forward: see jackpot.pruning.hessian

@@ -9,8 +9,10 @@ tensors are written to a temporary file when saved and read back when the backwa
 (``torch.autograd.graph.saved_tensors_hooks``). The arithmetic is untouched: the scores are the one-pass
 scores bit for bit, and the resident memory is a few layers' activations instead of all of them.
 
-On CUDA the device memory is large enough for the paper's scoring batches (GraSP on 1,000 images peaks
-at ~6 GiB), so ``auto`` offloads only on CPU.
+``auto`` offloads only where the in-memory scoring would not fit (``choose_offload``): on CUDA the device memory
+holds the paper's scoring batches (GraSP on 1,000 images peaks at ~6 GiB), and on a CPU machine with enough
+memory the in-memory path keeps the official computation order (float32 results differ in the last bits between
+the two orders, enough to decide a few weights at the threshold differently).
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from jackpot.machine.malloc import return_freed_cpu_memory
+from jackpot.pruning.low_memory.memory_fit import (
+    OffloadChoice,
+    available_bytes,
+    fits_in_memory,
+    record,
+    scoring_peak_bytes,
+)
 
 OFFLOAD_MODES = ("auto", "disk", "none")
 MIN_OFFLOAD_BYTES = 256 << 10  # smaller tensors stay in memory: the file round trip would cost more
@@ -115,13 +124,30 @@ def _is_plain_dense(tensor: Tensor) -> bool:
     return True
 
 
-def wants_offload(mode: str, device: torch.device) -> bool:
-    """Resolve ``auto | disk | none`` for a scoring device (``auto``: disk on CPU, memory on CUDA)."""
+def check_mode(mode: str, device: torch.device) -> None:
     if mode not in OFFLOAD_MODES:
         raise ValueError(f"unknown offload mode {mode!r}; allowed: {', '.join(OFFLOAD_MODES)}")
     if mode == "disk" and device.type != "cpu":
         raise ValueError(f"offload='disk' needs the scoring model on the CPU, got {device.type}")
-    return mode == "disk" or (mode == "auto" and device.type == "cpu")
+
+
+def choose_offload(mode: str, net: nn.Module, images: int, method: str,
+                   image_shape: tuple[int, ...] = (3, 32, 32)) -> OffloadChoice:
+    """Resolve ``auto | disk | none`` for one scoring of ``images`` images by ``method`` (snip, grasp) with
+    ``net`` on its device. ``auto``: in memory on CUDA, and on CPU whenever the estimated peak fits the memory
+    available (``jackpot.pruning.low_memory.memory_fit``); on disk only when it does not. Logged and recorded."""
+    device = next(net.parameters()).device
+    check_mode(mode, device)
+    if mode != "auto" or device.type != "cpu":
+        return record(OffloadChoice(mode, mode == "disk"))
+    estimate, available = scoring_peak_bytes(net, images, method, image_shape), available_bytes()
+    return record(OffloadChoice(mode, not fits_in_memory(estimate, available), estimate, available))
+
+
+def wants_offload(mode: str, device: torch.device) -> bool:
+    """The mode alone, where no estimate is possible: ``disk`` only (``auto`` is resolved by ``choose_offload``)."""
+    check_mode(mode, device)
+    return mode == "disk"
 
 
 @contextlib.contextmanager
