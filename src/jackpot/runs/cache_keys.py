@@ -39,7 +39,8 @@ def imp_round_spec(cfg: DictConfig, index: int) -> dict[str, Any]:
     pruner = cfg.pruner
     return {**trunk_spec(cfg), "imp": {
         "round": index, "rounds": int(pruner.rounds), "ratio": float(cfg.ratio), "method": pruner.method,
-        "ticket_weights": pruner.get("ticket_weights"), "options": OmegaConf.to_container(pruner.options, resolve=True),
+        "ticket_weights": pruner.get("ticket_weights"),
+        "options": OmegaConf.to_container(pruner.get("options") or {}, resolve=True),
     }}
 
 
