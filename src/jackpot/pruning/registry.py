@@ -149,6 +149,7 @@ def method(
 
 
 def _load_builtins() -> None:
+    import jackpot.pruning.later  # noqa: F401  (SynFlow, ERK, FORCE)
     import jackpot.pruning.methods  # noqa: F401  (registers the built-in methods)
 
 
