@@ -229,7 +229,7 @@ def test_packing_jobs_on_a_gpu_without_mps_is_warned_about_before_launching(tmp_
     pipe_dir = tmp_path / "mps"
     pipe_dir.mkdir()
     env = {"RAY_AUTH_MODE": "disabled", "CUDA_MPS_PIPE_DIRECTORY": str(pipe_dir)}
-    sweep = ["sweep=quickstart", "pruner=smart_ratio", "ratio=0.9", "hydra.sweeper.dry_run=true"]
+    sweep = ["sweep=quickstart", "pruner=smart_ratio", "ratio=0.9", "hydra.sweeper.dry_run=true", "trainer=gpu"]
     warning = "hydra.launcher.ray.remote.num_gpus=0.25 packs 4 jobs per GPU, but no CUDA MPS daemon is running"
 
     packed = multirun(tmp_path, *sweep, "hydra/launcher=ray_local_fractional", env=env)

@@ -289,10 +289,13 @@ def test_every_published_cell_is_run_by_its_table_or_by_another_sweep():
 # ------------------------------------------------------------------------------------------ launchers
 
 
-def compose_launcher(name: str):
+def compose_launcher(name: str, gpu_key: str) -> tuple[dict, object]:
+    """The launcher's settings (unresolved) and its GPU request resolved for a GPU trainer (a CPU trainer asks
+    for none: tests/test_launcher_requests.py)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
-    return OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={name}", "trainer=gpu"],
+                      return_hydra_config=True)
+    return OmegaConf.to_container(cfg.hydra.launcher, resolve=False), OmegaConf.select(cfg.hydra.launcher, gpu_key)
 
 
 def test_default_launcher_is_the_plain_local_one():
@@ -302,10 +305,10 @@ def test_default_launcher_is_the_plain_local_one():
 @pytest.mark.parametrize("name, gpus", [("ray_local", 1), ("ray_local_fractional", 0.25), ("ray_cluster", 1)])
 def test_ray_launchers_give_each_job_its_own_gpu_share_and_a_fresh_process(name, gpus):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
-    launcher = compose_launcher(name)
+    launcher, num_gpus = compose_launcher(name, "ray.remote.num_gpus")
     assert launcher["_target_"].endswith("RayLauncher")
     remote = launcher["ray"]["remote"]
-    assert remote["num_gpus"] == gpus and remote["max_calls"] == 1
+    assert num_gpus == gpus and remote["max_calls"] == 1
     init = launcher["ray"]["init"]
     if name == "ray_cluster":
         assert init["address"] == "auto"
@@ -320,9 +323,9 @@ def test_ray_launchers_give_each_job_its_own_gpu_share_and_a_fresh_process(name,
 
 def test_slurm_launcher_asks_one_gpu_per_task_with_an_array_limit_and_requeue():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
-    launcher = compose_launcher("slurm")
+    launcher, gpus_per_node = compose_launcher("slurm", "gpus_per_node")
     assert launcher["_target_"].endswith("SlurmLauncher")
-    assert launcher["gpus_per_node"] == 1 and launcher["tasks_per_node"] == 1 and launcher["nodes"] == 1
+    assert gpus_per_node == 1 and launcher["tasks_per_node"] == 1 and launcher["nodes"] == 1
     assert launcher["array_parallelism"] >= 1 and launcher["max_num_timeout"] >= 1
     for key in ("cpus_per_task", "mem_gb", "timeout_min", "partition", "setup"):
         assert key in launcher
