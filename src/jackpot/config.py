@@ -257,6 +257,12 @@ def _validate_checks(cfg: DictConfig, spec) -> None:
         )
 
 
+def pruner_options(cfg: DictConfig) -> dict:
+    """The pruner config's options as a plain dict ({} when its YAML has none, as an outside method's may)."""
+    options = cfg.pruner.get("options")
+    return {} if options is None else OmegaConf.to_container(options, resolve=True)
+
+
 def ticket_weights_of(cfg: DictConfig, spec) -> str:
     """The pruner config's ticket_weights, else the method's declared default."""
     value = cfg.pruner.get("ticket_weights")

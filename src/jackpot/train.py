@@ -18,14 +18,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import jackpot
-from jackpot.config import SCALED_PRECISIONS, ticket_weights_of, uses_gpu, validate
+from jackpot.config import SCALED_PRECISIONS, pruner_options, ticket_weights_of, uses_gpu, validate
 from jackpot.data import ImageDataModule
 from jackpot.data.corruption import OFFICIAL_SEED
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
+from jackpot.lightning.progress import EpochLog, quiet_lightning
 from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
+from jackpot.machine.compile_cache import use_shared_compile_cache
 from jackpot.models import build_model
 from jackpot.pruning import Masks
+from jackpot.pruning.low_memory import memory_fit
 from jackpot.pruning.registry import get_method
 from jackpot.runs import faults
 from jackpot.runs.atomic_io import remove_stale_temp_files, write_json_atomic
@@ -93,6 +96,7 @@ def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks:
     writes = t.get("checkpoint_writes", "auto")
     background = writes == "background" or (writes == "auto" and gpu)
     checkpoint_io = BackgroundCheckpointIO() if background else AtomicCheckpointIO()
+    quiet_lightning()
     return L.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=t.devices, precision=precision, max_epochs=epochs,
         deterministic=t.deterministic, enable_progress_bar=t.enable_progress_bar, enable_model_summary=False,
@@ -142,10 +146,11 @@ def describe_runtime(cfg: DictConfig, trainer: L.Trainer, module: Classification
         step = "none in this process"  # nothing to train, or resumed after its last epoch: the steps ran before
     else:
         step = "recorded CUDA graph" if program is not None and program.recorded else "eager"
+    scoring = memory_fit.last_choice()  # SNIP/GraSP: where scoring ran (offload=auto resolved) and why
     return {
         "device": f"{device.type}: {name}", "precision": str(trainer.precision), "loader": datamodule.loader,
         "compiled": bool(cfg.trainer.compile), "steps_per_call": getattr(module, "steps_per_call", 1),
-        "step": step,
+        "step": step, "scoring": scoring.as_dict() if scoring else "none in this process",
     }
 
 
@@ -158,7 +163,8 @@ def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path,
     datamodule = make_datamodule(cfg, corruption=cfg.sanity_check.data)
     module = make_module(cfg, model, make_schedule(cfg, pretrain_epochs(cfg)))
     ckpt_dir = work_dir / "checkpoints"
-    callbacks = [EpochSeed(int(cfg.seed))] + ([ProgressFile(progress, "dense trunk")] if progress else [])
+    callbacks = [EpochSeed(int(cfg.seed)), EpochLog("dense trunk", cell_name(cfg))]
+    callbacks += [ProgressFile(progress, "dense trunk")] if progress else []
     trainer = make_trainer(cfg, pretrain_epochs(cfg), ckpt_dir, callbacks, [])
     trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
     if module.nonfinite_loss:
@@ -207,7 +213,7 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
                 net, recipe, init_state=trunk.init_state, trained_state=source.trained_state,
                 previous_masks=previous), resuming=resume_from is not None)
             module = make_module(cfg, model, make_schedule(cfg))
-            callbacks = [pruning, EpochSeed(int(cfg.seed))]
+            callbacks = [pruning, EpochSeed(int(cfg.seed)), EpochLog(f"IMP round {index} of {rounds}", cell_name(cfg))]
             if progress:
                 callbacks.append(ProgressFile(progress, f"IMP round {index} of {rounds}"))
             trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, callbacks, [])
@@ -227,7 +233,7 @@ def ticket_recipe(cfg: DictConfig, ratio: float | None = None) -> TicketRecipe:
     check = cfg.sanity_check
     return TicketRecipe(
         method=cfg.pruner.method, ratio=float(cfg.ratio if ratio is None else ratio),
-        options=OmegaConf.to_container(cfg.pruner.options, resolve=True),
+        options=pruner_options(cfg),
         ticket_weights=ticket_weights_of(cfg, get_method(cfg.pruner.method)),
         mask_check=check.mask, weight_check=check.weights, seed=int(cfg.seed),
     )
@@ -262,6 +268,7 @@ def _skipped(output_dir: Path) -> dict[str, Any]:
 def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     """The run itself, under the cell's lock, once the output dir is known to hold nothing else."""
     started = time.time()
+    memory_fit.forget()
     remove_stale_temp_files(output_dir, output_dir / "checkpoints")  # under the cell lock: no write of ours is live
     torch.set_float32_matmul_precision("high")
     seed = int(cfg.seed)
@@ -315,9 +322,10 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     pruning = PruningCallback(make_ticket, masks_path=output_dir / "masks.pt", resuming=resume_from is not None)
     module = make_module(cfg, model, make_schedule(cfg))
     if cfg.trainer.compile:
+        use_shared_compile_cache(cfg.paths.cache_dir)  # a sweep's runs compile once between them
         module.compile_model()
     loggers = build_loggers(cfg, output_dir, digest)
-    callbacks = [pruning, EpochSeed(seed), ProgressFile(progress, "ticket")]
+    callbacks = [pruning, EpochSeed(seed), ProgressFile(progress, "ticket"), EpochLog("ticket", cell_name(cfg))]
     trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, callbacks, loggers)
     try:
         if epochs == 0:

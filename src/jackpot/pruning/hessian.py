@@ -23,6 +23,8 @@ keep the memory flat). The loss is written out too (``explicit_cross_entropy``):
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -65,6 +67,16 @@ def explicit_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     return (log_normaliser - shifted.gather(1, target[:, None]).squeeze(1)).mean()
 
 
+@functools.cache
+def _load_forward_ad_rules() -> None:
+    """torch loads its forward-AD decompositions at the first `make_dual`, scripting them with `torch.jit.script`,
+    which recent torch (2.14) warns is deprecated: torch's own use, nothing a user can act on, printed by every
+    GraSP run. Loaded here first, with that one warning silenced: the same rules, so the same numbers."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*`torch\.jit\.script` is deprecated", category=FutureWarning)
+        getattr(fwAD, "_maybe_load_decompositions", lambda: None)()
+
+
 def hessian_vector_forward(
     net: nn.Module,
     names: Sequence[str],
@@ -76,6 +88,7 @@ def hessian_vector_forward(
     """sum over ``halves`` of H_half @ ``vector``, H the Hessian of the mean cross-entropy of logits/T in
     ``params`` (named ``names`` in ``net``), by reverse-over-forward. ``net`` must come from
     ``jackpot.pruning.low_memory.lean_layers.lean_copy`` (exact BatchNorm tangents)."""
+    _load_forward_ad_rules()
     device = params[0].device
     out = RunningSum()
     tangents = [v.detach() for v in vector]

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from jackpot.config import pruner_options
 from jackpot.pruning.registry import get_method
 from jackpot.runs.trunk import TrunkCache, trunk_hash
 
@@ -40,7 +41,7 @@ def imp_round_spec(cfg: DictConfig, index: int) -> dict[str, Any]:
     return {**trunk_spec(cfg), "imp": {
         "round": index, "rounds": int(pruner.rounds), "ratio": float(cfg.ratio), "method": pruner.method,
         "ticket_weights": pruner.get("ticket_weights"),
-        "options": OmegaConf.to_container(pruner.get("options") or {}, resolve=True),
+        "options": pruner_options(cfg),
     }}
 
 
