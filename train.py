@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
     except USER_ERRORS as err:
         _refused(cfg, err)
-    from jackpot.report import print_results
+    from jackpot.runs.summary import print_results
     from jackpot.train import run
 
     _lightning_logs_through_hydra()

@@ -51,7 +51,7 @@ def test_a_resumed_job_continues_the_same_wandb_run(tmp_path):
 def test_an_empty_stored_wandb_id_is_replaced_not_reused(tmp_path):
     """A kill between creating wandb_id.txt and filling it used to leave an empty id, and every resume then
     started a new wandb run; the id is written atomically, and an empty file counts as none."""
-    from jackpot.loggers import _wandb_id
+    from jackpot.lightning.loggers import _wandb_id
 
     (tmp_path / "wandb_id.txt").write_text("")
     run_id = _wandb_id(tmp_path)

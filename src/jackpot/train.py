@@ -22,9 +22,9 @@ from jackpot.config import SCALED_PRECISIONS, pruner_options, ticket_weights_of,
 from jackpot.data import ImageDataModule
 from jackpot.data.corruption import OFFICIAL_SEED
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
+from jackpot.lightning.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 from jackpot.lightning.progress import EpochLog, quiet_lightning
-from jackpot.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.machine.compile_cache import use_shared_compile_cache
 from jackpot.models import build_model
 from jackpot.pruning import Masks
