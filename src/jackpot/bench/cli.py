@@ -17,31 +17,56 @@ from typing import Any
 import torch
 
 from jackpot.bench.allocator import malloc_child, malloc_compare
-from jackpot.bench.config import SECTIONS, BenchConfig, check_config, tiny_config
+from jackpot.bench.config import SCORE_DTYPES, SECTIONS, BenchConfig, check_config, quick_config, tiny_config
 from jackpot.bench.packing import pack, pack_child
-from jackpot.bench.report import format_report, machine
+from jackpot.bench.progress import Progress
+from jackpot.bench.report import (
+    format_report,
+    header_lines,
+    machine,
+    overhead_lines,
+    scoring_run_line,
+    scoring_summary_lines,
+    scoring_title,
+    throughput_lines,
+)
 from jackpot.bench.scoring import score_once, scoring
 from jackpot.bench.training_speed import framework_overhead, throughput
 from jackpot.bench.variants import quiet_lightning
 from jackpot.bench.workload import apply_process_settings
 
 
-def run_bench(cfg: BenchConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every section not in cfg.skip; returns the results and prints the report."""
+def run_bench(cfg: BenchConfig, print_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every section not in cfg.skip; prints each row as it is measured (flushed) and returns the results."""
     import lightning
 
+    progress = Progress(print_fn)
     apply_process_settings(cfg.device, cfg.overhead_device, cfg.threads)
     res: dict[str, Any] = {"config": asdict(cfg), "machine": machine(), "lightning": lightning.__version__,
                            "torch": torch.__version__}
+    progress.rows(header_lines(cfg, res))
     with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
         if "throughput" not in cfg.skip:
-            res["throughput"] = throughput(cfg, Path(tmp))
+            progress.next(f"throughput: (a), (b), (b)+masks, (c) on {cfg.model}, 1 warm-up + {cfg.rounds} rounds "
+                          f"of {cfg.steps} steps each")
+            res["throughput"] = throughput(cfg, Path(tmp), progress.round)
+            progress.rows(throughput_lines(cfg, res["throughput"]))
         if "scoring" not in cfg.skip:
-            res["scoring"] = scoring(cfg)
+            sets = ", ".join(str(c * cfg.score_per_class) for c in cfg.score_classes)
+            progress.next(f"scoring: SNIP and GraSP on {sets} images, offload {' and '.join(cfg.score_offload)}"
+                          + (" (each in a fresh process)" if cfg.device != "cuda" else ""))
+            progress.rows([scoring_title(cfg)])
+            res["scoring"] = scoring(cfg, lambda what: progress.next(f"scoring: {what}"),
+                                     lambda run: progress.rows([scoring_run_line(run)]))
+            progress.rows(scoring_summary_lines(cfg, res["scoring"]))
         if "overhead" not in cfg.skip:
-            res["overhead"] = framework_overhead(cfg, Path(tmp))
+            progress.next(f"framework overhead: {cfg.overhead_model} on {cfg.overhead_device}, 1 warm-up + "
+                          f"{cfg.overhead_rounds} rounds of {cfg.overhead_steps} steps")
+            res["overhead"] = framework_overhead(cfg, Path(tmp), progress.round)
+            progress.rows(overhead_lines(res["overhead"]))
+    progress.rows(f"(skipped: {section})" for section in cfg.skip)
+    progress.done()
     res["report"] = format_report(cfg, res)
-    print_fn(res["report"])
     return res
 
 
@@ -65,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-batch", type=int, default=None)
     p.add_argument("--score-classes", default=None, help="comma list, e.g. 10,100 (10 per class each)")
     p.add_argument("--score-offload", default=None,
-                   help="comma list of scoring offload modes to run and compare (default auto,none)")
+                   help="comma list of scoring offload modes to run and compare (default disk,none)")
     p.add_argument("--overhead-model", default=None, help="tinyconv (default) or linear (no compute)")
     p.add_argument("--overhead-steps", type=int, default=None)
     p.add_argument("--overhead-rounds", type=int, default=None)
@@ -79,7 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="framework overhead: also measure jackpot with this K (default 1; 0 or (c)'s K: skip)")
     p.add_argument("--skip", default="", help="comma list of sections: throughput,scoring,overhead")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--tiny", action="store_true", help="a few seconds on CPU (the test's setting; 1 thread)")
+    p.add_argument("--seed", type=int, default=None, help="networks, data, masks and scoring draws (default 0)")
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--tiny", action="store_true", help="a few seconds on CPU (the test's setting; 1 thread)")
+    sizes.add_argument("--full", action="store_true",
+                       help="the paper-size settings on a CPU too (resnet32, 50 steps x 3 rounds, CIFAR-10 and -100 "
+                            "scoring sets, 200 x 5 overhead steps: the recorded CPU figures; over 20 min on 2 cores). "
+                            "Default: these on a GPU, a few-minute resnet8 run on a CPU")
+    p.add_argument("--score-dtype", choices=SCORE_DTYPES, default=None,
+                   help="scoring precision (default float32); float64: the offload modes must agree exactly")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--procs", type=int, default=4, help="pack: processes to run at once")
     p.add_argument("--window", type=float, default=20.0, help="pack: seconds of timed training")
@@ -90,7 +123,7 @@ def config_from_args(ns: argparse.Namespace) -> BenchConfig:
     values: dict[str, Any] = {}
     for key in ("model", "batch", "steps", "rounds", "warmup", "device", "precision", "workers", "classes",
                 "eval_batch", "overhead_model", "overhead_steps", "overhead_rounds", "overhead_device",
-                "steps_per_call", "overhead_steps_per_call", "threads", "cuda_graph"):
+                "steps_per_call", "overhead_steps_per_call", "threads", "cuda_graph", "score_dtype", "seed"):
         if getattr(ns, key) is not None:
             values[key] = getattr(ns, key)
     if ns.score_classes:
@@ -111,9 +144,12 @@ def config_from_args(ns: argparse.Namespace) -> BenchConfig:
         values["skip"] = tuple(s for s in ns.skip.split(",") if s)
     if ns.tiny:
         return tiny_config(**values)
-    if values.get("device") == "cuda" and "warmup" not in values:
-        values["warmup"] = 10  # lets (a)'s workers reach steady state (their prefetch is not counted)
-    return BenchConfig(**values)
+    if values.get("device") == "cuda":
+        if "warmup" not in values:
+            values["warmup"] = 10  # lets (a)'s workers reach steady state (their prefetch is not counted)
+        values.setdefault("score_offload", ("auto", "none"))  # no disk path on a GPU: both score in memory
+        return BenchConfig(**values)
+    return BenchConfig(**values) if ns.full else quick_config(**values)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -147,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ns = parser.parse_args(argv[1:] if packing else argv)
     cfg = config_from_args(ns)
     if packing:
-        cfg = BenchConfig(**{**asdict(cfg), "steps": ns.steps or 300})
+        # each child's thread share is the cores over --procs unless --threads says (not the quick CPU's one)
+        cfg = BenchConfig(**{**asdict(cfg), "steps": ns.steps or 300, "threads": ns.threads})
     try:
         check_config(cfg, ("throughput",) if packing else SECTIONS)
     except ValueError as err:

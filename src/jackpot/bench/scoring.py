@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +21,28 @@ from jackpot.bench.workload import build_net, sync_device
 
 
 def score_once(model_name: str, classes: int, per_class: int, method: str, device: str, seed: int,
-               threads: int | None = None, offload: str = "auto", save: str | None = None) -> dict[str, Any]:
+               threads: int | None = None, offload: str = "auto", save: str | None = None,
+               dtype: str = "float32") -> dict[str, Any]:
     """Time one SNIP/GraSP scoring on a fresh model and batch; peak memory (CUDA allocator or CPU RSS).
-    ``save``: also write the scores there (to compare the offload modes' scores)."""
-    from jackpot.pruning.low_memory.offload import wants_offload
+    ``save``: also write the scores there (to compare the offload modes' scores). ``dtype`` float64 makes the
+    modes' float32 rounding noise vanish, so their scores must then agree to ~1e-15 (the test's check)."""
+    from jackpot.pruning.low_memory.memory_fit import forget, last_choice
     from jackpot.pruning.scores import grasp_scores, snip_scores
 
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    net = build_net(model_name, classes, seed).to(dev)
+    net = build_net(model_name, classes, seed).to(dev, getattr(torch, dtype))
     gen = torch.Generator().manual_seed(seed)
     n = classes * per_class
-    x = torch.randn(n, 3, 32, 32, generator=gen).to(dev)
+    x = torch.randn(n, 3, 32, 32, generator=gen).to(dev, getattr(torch, dtype))
     y = torch.arange(n).remainder(classes).sort().values.to(dev)  # class-sorted, as the scoring batch
     if dev.type == "cuda":
         sync_device(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     rss_before = _maxrss_bytes()
+    forget()
     began = time.perf_counter()
     if method == "snip":
         scores = snip_scores(net, (x, y), offload=offload)
@@ -46,7 +50,8 @@ def score_once(model_name: str, classes: int, per_class: int, method: str, devic
         scores = grasp_scores(net, (x, y), generator=torch.Generator().manual_seed(seed), offload=offload)
     sync_device(dev)
     out: dict[str, Any] = {"method": method, "n": n, "classes": classes, "seconds": time.perf_counter() - began,
-                           "offload": offload, "on_disk": wants_offload(offload, dev)}
+                           "offload": offload, "on_disk": last_choice().on_disk,  # auto: what it chose
+                           "offload_choice": last_choice().describe()}
     if save:
         torch.save({k: v.cpu() for k, v in scores.items()}, save)
     if dev.type == "cuda":
@@ -85,9 +90,11 @@ def score_in_subprocess(**kwargs: Any) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def scoring(cfg: BenchConfig) -> dict[str, Any]:
+def scoring(cfg: BenchConfig, announce: Callable[[str], None] = lambda what: None,
+            on_run: Callable[[dict[str, Any]], None] = lambda run: None) -> dict[str, Any]:
     """SNIP and GraSP time and peak memory per scoring set (10 images per class, as the official code), for
-    each offload mode; where two modes ran, how far apart their scores and 98 % masks are."""
+    each offload mode; where two modes ran, how far apart their scores and 98 % masks are. ``announce`` gets
+    what is scored next and ``on_run`` each run as soon as it is measured: a long scoring shows progress."""
     runs, agreement = [], []
     with tempfile.TemporaryDirectory(prefix="jackpot-bench-scores-") as folder:
         for classes in cfg.score_classes:
@@ -97,8 +104,10 @@ def scoring(cfg: BenchConfig) -> dict[str, Any]:
                     saved[offload] = str(Path(folder) / f"{method}-{classes}-{offload}.pt")
                     kwargs = {"model_name": cfg.model, "classes": classes, "per_class": cfg.score_per_class,
                               "method": method, "device": cfg.device, "seed": cfg.seed, "threads": cfg.threads,
-                              "offload": offload, "save": saved[offload]}
+                              "offload": offload, "save": saved[offload], "dtype": cfg.score_dtype}
+                    announce(f"{method} N={classes * cfg.score_per_class} offload={offload}")
                     runs.append(score_once(**kwargs) if cfg.device == "cuda" else score_in_subprocess(**kwargs))
+                    on_run(runs[-1])
                 if len(saved) > 1:
                     agreement.append({"method": method, "classes": classes,
                                       **scores_agreement(method, *(torch.load(f) for f in saved.values()))})

@@ -13,11 +13,19 @@ import torch
 from torch import nn
 
 from jackpot.bench.config import EPOCHS, KEEP, MEAN, STD, TEST_IMAGES, TRAIN_IMAGES, BenchConfig
-from jackpot.bench.variants import BareLoop, LightningRun, StockLightning, Variant, interleave, median_ratio
+from jackpot.bench.variants import (
+    BareLoop,
+    LightningRun,
+    RoundHook,
+    StockLightning,
+    Variant,
+    interleave,
+    median_ratio,
+)
 from jackpot.bench.workload import build_net, precision_context, random_masks, sync_device, synthetic_cifar
 
 
-def throughput(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
+def throughput(cfg: BenchConfig, log_dir: Path, on_round: RoundHook | None = None) -> dict[str, Any]:
     """(a), (b), (b)+masks and (c), interleaved; images/s, ms/step, ratios, eval speed, projection."""
     from jackpot.data.device_loader import DeviceLoader
     from jackpot.data.torch_loader import ArrayImageDataset, paper_transform
@@ -53,7 +61,7 @@ def throughput(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     if device.type == "cuda" and cfg.cuda_graph != "off":  # what recording the step buys, side by side
         variants.append(LightningRun("c_eager", net(), device_loader(), device, replace(cfg, cuda_graph="off"),
                                      masks, log_dir))
-    times = interleave(variants, cfg.rounds)
+    times = interleave(variants, cfg.rounds, on_round=on_round)
 
     out: dict[str, Any] = {"steps_timed": cfg.steps - cfg.warmup, "rounds": cfg.rounds, "workers": workers,
                            "precision": precision, "variants": {}}
@@ -125,7 +133,7 @@ def eval_speed(model: nn.Module, cfg: BenchConfig, device: torch.device, precisi
     return cfg.eval_batch / statistics.median(seconds)
 
 
-def framework_overhead(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
+def framework_overhead(cfg: BenchConfig, log_dir: Path, on_round: RoundHook | None = None) -> dict[str, Any]:
     """Per-step cost of jackpot's Lightning path over the bare loop on a tiny net (batch 64 unless --tiny).
 
     Both sides use the same DeviceLoader, masks and step settings, so the difference is Lightning's loop,
@@ -158,7 +166,7 @@ def framework_overhead(cfg: BenchConfig, log_dir: Path) -> dict[str, Any]:
     if k >= 1 and k != sub.steps_per_call:
         multi = BenchConfig(**{**asdict(sub), "steps_per_call": k})
         variants.append(LightningRun(f"jackpot K={k}", net(), loader(), device, multi, masks, log_dir))
-    times = interleave(variants, sub.overhead_rounds)
+    times = interleave(variants, sub.overhead_rounds, on_round=on_round)
     rows = {}
     for v in variants:
         pairs = zip(times[v.name], times["bare"], strict=True)

@@ -8,7 +8,7 @@ import logging
 import statistics
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,8 @@ def trainer_settings(cfg: BenchConfig) -> Any:
     else:
         trainer = dict(TRAINER_DEFAULTS)
     trainer.update(accelerator="gpu" if cfg.device == "cuda" else "cpu", precision=cfg.resolved_precision(),
-                   enable_progress_bar=cfg.progress_bar, compile=cfg.compile, channels_last=cfg.channels_last)
+                   enable_progress_bar=cfg.progress_bar, compile=cfg.compile, channels_last=cfg.channels_last,
+                   steps_per_call=cfg.steps_per_call, cuda_graph={"on": True, "off": False}.get(cfg.cuda_graph, "auto"))
     return OmegaConf.create({"trainer": trainer})
 
 
@@ -194,19 +195,15 @@ class LightningRun(Variant):
         log_dir: Path,
     ) -> None:
         from jackpot.lightning.callbacks import EpochSeed, PruningCallback
-        from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
+        from jackpot.lightning.module import Schedule
+        from jackpot.train import make_module
 
         self.name = name
         self.loader = loader
         self.device = device
         self.cfg = cfg
-        schedule = Schedule(epochs=1, milestones=())
-        graph = {"auto": None, "on": True, "off": False}[cfg.cuda_graph]
-        if cfg.steps_per_call > 1 or (graph is not False and device.type == "cuda"):
-            self.module = MultiStepClassificationModule(net, schedule, cfg.channels_last, cfg.steps_per_call,
-                                                        cuda_graph=graph)
-        else:
-            self.module = ClassificationModule(net, schedule, cfg.channels_last)
+        self.settings = trainer_settings(cfg)
+        self.module = make_module(self.settings, net, Schedule(epochs=1, milestones=()))  # as a run builds it
         if cfg.compile:
             self.module.compile_model(mode=cfg.compile_mode)
 
@@ -216,7 +213,6 @@ class LightningRun(Variant):
 
         self.callbacks = [PruningCallback(make_ticket), EpochSeed(cfg.seed),
                           _StepTimer(cfg.warmup, device, cfg.sync_check)]
-        self.settings = trainer_settings(cfg)
         self.log_dir = log_dir
         self.fit_seconds: list[float] = []
 
@@ -272,15 +268,23 @@ class StockLightning(Variant):
         return self.timer.per_step
 
 
-def interleave(variants: Sequence[Variant], rounds: int, warm_rounds: int = 1) -> dict[str, list[float]]:
-    """Run every variant once per round, alternating the order; the first `warm_rounds` are not kept."""
+RoundHook = Callable[[int, int, bool, dict[str, float]], None]
+
+
+def interleave(variants: Sequence[Variant], rounds: int, warm_rounds: int = 1,
+               on_round: RoundHook | None = None) -> dict[str, list[float]]:
+    """Run every variant once per round, alternating the order; the first `warm_rounds` are not kept.
+    ``on_round(done, total, kept, seconds per step by variant)`` after each round: a long run shows progress."""
     times: dict[str, list[float]] = {v.name: [] for v in variants}
     for r in range(warm_rounds + rounds):
         order = list(variants) if r % 2 == 0 else list(reversed(variants))
+        this_round = {}
         for variant in order:
-            seconds = variant.run_round()
+            this_round[variant.name] = seconds = variant.run_round()
             if r >= warm_rounds:
                 times[variant.name].append(seconds)
+        if on_round:
+            on_round(r + 1, warm_rounds + rounds, r >= warm_rounds, {v.name: this_round[v.name] for v in variants})
     return times
 
 
@@ -305,6 +309,7 @@ def quiet_lightning() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
+        warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
         try:
             yield
         finally:
