@@ -23,6 +23,11 @@ cells, for instance). A sweep file lists the sweeps it shares cells with in `hyd
 whose run (same identity: the config minus where, how fast and how loudly it runs, `name` included) is
 complete in one of them is not launched, and `jackpot-tables` takes that seed from there.
 
+A sanity battery (multirun_sweeps/sanity_battery.yaml, battery.py) lists every check for any method:
+`hydra.sweeper.drop_inapplicable=true` drops, with a line saying why, the jobs whose check the method's
+declaration rules out (any other invalid job still refuses the sweep), and `hydra.sweeper.baselines` adds
+the jobs the method is compared with (random tickets, the dense network) whatever `pruner=` says.
+
 `hydra.sweeper.dry_run=true` does all of that and prints the jobs it would launch, in order, instead of
 launching them.
 """
@@ -37,7 +42,9 @@ from pathlib import Path
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
-from jackpot.config import ConfigError, join_limited, validate
+from hydra_plugins.jackpot_sweeper.battery import dropped_lines, parse_baselines, with_baselines
+from hydra_plugins.jackpot_sweeper.slurm_fit import check_fits
+from jackpot.config import ConfigError, InapplicableCheck, join_limited, validate
 from jackpot.errors import exit_with_user_error
 from jackpot.machine.gpu_sharing import packing_warning
 from jackpot.runs.atomic_io import write_bytes_atomic
@@ -56,22 +63,34 @@ class JackpotSweeper(BasicSweeper):
 
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None,
                  dry_run: bool = False, wait_for_trunks: bool = False,
-                 reuse_from: Sequence[str] | None = None) -> None:
+                 reuse_from: Sequence[str] | None = None, drop_inapplicable: bool = False,
+                 baselines: Sequence[Sequence[str]] | None = None) -> None:
         super().__init__(max_batch_size, params)
         self.dry_run = dry_run
         self.wait_for_trunks = wait_for_trunks
         self.reuse_from = reuse_from
+        self.drop_inapplicable = drop_inapplicable  # a sanity battery (battery.py): jobs whose check the
+        self.baselines = baselines                  # method rules out are dropped; baseline jobs are added
         self.plans: dict[JobKey, JobPlan] = {}
+        self.dropped: dict[JobKey, str] = {}
 
-    def sweep(self, arguments: list[str]):
+    def setup(self, *, hydra_context, task_function, config) -> None:
         from hydra.core.hydra_config import HydraConfig
 
         # `${hydra:runtime.cwd}` (paths.root_dir) appears in hydra.sweep.dir, which the sweeper reads in the driver
-        HydraConfig.instance().set_config(self.config)
+        # and submitit's folder interpolates when Hydra instantiates the launcher, here
+        HydraConfig.instance().set_config(config)
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]):
         launcher = self.config.hydra.launcher
         if warning := packing_warning(OmegaConf.select(launcher, "ray.remote.num_gpus", default=None),
                                       OmegaConf.select(launcher, "ray.init.address", default=None)):
             log.warning(warning)
+        try:  # before anything is written or submitted: jobs no node can hold would pend forever
+            check_fits(launcher)
+        except ConfigError as err:
+            exit_with_user_error(err)
         self.launcher = LaunchUnfinished(self.launcher, self)
         # Hydra records the sweep in <sweep dir>/multirun.yaml before the jobs are checked; a dry run or a refused
         # sweep leaves that as it was, and so does one that launches nothing when an earlier launch wrote one
@@ -86,6 +105,15 @@ class JackpotSweeper(BasicSweeper):
         if not self.launcher.launched and (self.dry_run or record.previous is not None):
             record.restore()
         return returns
+
+    def split_arguments(self, overrides, max_batch_size: int | None) -> list[list[list[str]]]:
+        """Hydra's grid, plus the `hydra.sweeper.baselines` jobs (battery.py), in batches."""
+        try:
+            baselines = parse_baselines(self.baselines)
+        except ConfigError as err:
+            exit_with_user_error(err)
+        (jobs,) = BasicSweeper.split_arguments(overrides, None)
+        return list(self.split_overrides_to_chunks(with_baselines(jobs, baselines), max_batch_size))
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         # Hydra's own check only composes each job; composing it here once does that and ours (a composition
@@ -112,6 +140,11 @@ class JackpotSweeper(BasicSweeper):
                     if not (plan.complete or plan.complete_in):
                         plan.missing_work = missing_work(cfg)
                 self.plans[tuple(overrides)] = plan
+            except InapplicableCheck as err:
+                if self.drop_inapplicable:
+                    self.dropped[tuple(overrides)] = str(err)
+                else:
+                    problems.append(f"[{' '.join(overrides)}]: {err}")
             except ConfigError as err:
                 problems.append(f"[{' '.join(overrides)}]: {err}")
         if problems:
@@ -123,6 +156,9 @@ class JackpotSweeper(BasicSweeper):
                 f"{len(shared)} output dirs would each hold several jobs of this sweep, nothing was run: "
                 f"{join_limited(shared)}"
             ))
+        jobs = set(map(tuple, batch))
+        for line in dropped_lines({job: why for job, why in self.dropped.items() if job in jobs}):
+            log.info(line)
 
 
 class LaunchUnfinished:
@@ -142,6 +178,8 @@ class LaunchUnfinished:
         def plan(job: Sequence[str]) -> JobPlan:
             return self.sweeper.plans[tuple(job)]
 
+        dropped = getattr(self.sweeper, "dropped", {})  # a battery's inapplicable checks (battery.py)
+        job_overrides = [job for job in job_overrides if tuple(job) not in dropped]
         elsewhere = Counter(plan(job).complete_in for job in job_overrides if plan(job).complete_in)
         if elsewhere:
             where = ", ".join(f"{count} in {name}" for name, count in elsewhere.items())

@@ -4,6 +4,7 @@
     jackpot-tables outputs/ --sweep partially_trained  # all runs, one table (empty cells: other sweeps)
     jackpot-tables wandb:my-entity/jackpot/random_tickets --format md,csv
     jackpot-tables outputs/quickstart --figures --out tables/
+    jackpot-tables outputs/ --sweep sanity_battery --wandb offline   # also a wandb run in the sweep's group
 
 Each table cell (model, dataset, pruner, sanity_check, ratio) shows the mean ± sample std over seeds of
 the final test accuracy (%), the published value from the sweep file's `published:` block, the difference
@@ -11,17 +12,23 @@ the final test accuracy (%), the published value from the sweep file's `publishe
 whose runs all failed show as "failed": a table never silently loses a cell. Runs that started and have no
 results yet are listed at the end as running or interrupted (rerunning the sweep resumes those), and so are
 malformed results files, never fatal.
+
+A sanity battery (multirun_sweeps/sanity_battery.yaml) also prints its verdicts: each check's effect on accuracy
+against the plain method, and the method against random tickets and the dense network, as the difference of
+means ± its standard error with a two-sided Welch t-test, and the paper's reading of the outcome.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from jackpot.tables.battery import battery_spec, is_battery, report_battery
 from jackpot.tables.figures import plot_accuracy_vs_ratio, plot_layer_densities
 from jackpot.tables.layout import make_layout
 from jackpot.tables.loading import Loaded, load_sources
@@ -29,6 +36,7 @@ from jackpot.tables.render import render_rich, to_csv, to_latex, to_markdown
 from jackpot.tables.specs import SweepSpec, default_sweeps_dir, load_sweep_specs, specs_from_multirun_files
 from jackpot.tables.summary import summarize
 from jackpot.tables.unfinished import describe_unfinished, find_unfinished
+from jackpot.tables.wandb_log import FROM_ENV, MODES, log_tables, resolve_mode
 
 FORMATS = ("rich", "md", "latex", "csv")
 METRICS = ("final_acc", "best_acc")
@@ -36,13 +44,17 @@ METRICS = ("final_acc", "best_acc")
 
 def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Sequence[str], out: Path | None,
                  formats: Sequence[str], figures: bool, metric: str = "final_acc",
-                 console: Any = None) -> dict[str, pd.DataFrame]:
-    """Summaries per table, printed and written; returns {table name: summary frame}."""
+                 console: Any = None, verdicts: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+    """Summaries per table, printed and written; returns {table name: summary frame} (and fills `verdicts`
+    with {table name: verdict frame} for the sanity batteries among them)."""
     summaries = {}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for name in table_names:
         spec = specs.get(name) or SweepSpec(name)
+        battery = is_battery(spec)
+        if battery:  # its cells come from its runs, not from its grid (jackpot.tables.battery)
+            spec = battery_spec(spec, loaded.runs)
         summary = summarize(loaded.runs, spec, metric)
         if summary.empty:
             continue
@@ -50,6 +62,10 @@ def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Se
         layout = make_layout(summary, spec)
         if "rich" in formats:
             render_rich(layout, name, console)
+        if battery:
+            frame = report_battery(spec, summary, out, formats, figures, console)
+            if verdicts is not None:
+                verdicts[name] = frame
         if out is None:
             continue
         if "md" in formats:
@@ -81,6 +97,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--figures", action="store_true", help="also write PNG figures")
     parser.add_argument("--metric", choices=METRICS, default="final_acc",
                         help="final_acc (last epoch, default) or best_acc (best epoch on the test set)")
+    parser.add_argument("--wandb", nargs="?", const=FROM_ENV, default=None, metavar="{online,offline}",
+                        help="also log the tables (a battery's verdicts too) and figures as a wandb run in each "
+                        "sweep's group (job type tables): online or offline; without a value WANDB_MODE decides "
+                        "(default online); WANDB_MODE=disabled turns it off")
+    parser.add_argument("--wandb-project", default=os.environ.get("WANDB_PROJECT") or "jackpot",
+                        help="wandb project (default: $WANDB_PROJECT, else jackpot, as conf/logger/wandb.yaml)")
+    parser.add_argument("--wandb-entity", default=os.environ.get("WANDB_ENTITY"),
+                        help="wandb entity (default: $WANDB_ENTITY, else your default entity)")
     return parser.parse_args(argv)
 
 
@@ -93,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         console.print(f"[red]unknown format(s) {unknown}; choose from {', '.join(FORMATS)}[/red]")
+        return 2
+
+    if args.wandb not in (None, FROM_ENV, *MODES):
+        console.print(f"[red]--wandb={args.wandb} is not allowed; choose {' or '.join(MODES)}, or give no value "
+                      "(WANDB_MODE decides)[/red]")
         return 2
 
     loaded = load_sources(args.sources)
@@ -128,17 +157,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path("tables")
     written_formats = [f for f in formats if f != "rich"]
     writes = bool(written_formats or args.figures)
+    verdicts: dict[str, pd.DataFrame] = {}
     summaries = build_tables(loaded, specs, names, out if writes else None, formats, args.figures,
-                             args.metric, console)
+                             args.metric, console, verdicts)
     for name in names:
         if name not in summaries:
             console.print(f"[yellow]{name}: no cells to show (no runs yet, and its grid leaves an axis to the "
                           "config's defaults)[/yellow]")
     if summaries and writes:
         console.print(f"written to {out}/")
+    if args.wandb and summaries:
+        _log_to_wandb(console, args, summaries, verdicts, out if args.figures else None)
     _report_unfinished(console, loaded.roots, names)
     _report_malformed(console, loaded.malformed)
     return 0
+
+
+def _log_to_wandb(console: Any, args: argparse.Namespace, summaries: Mapping[str, pd.DataFrame],
+                  verdicts: Mapping[str, pd.DataFrame], figures_dir: Path | None) -> None:
+    """One wandb run per table, in the group of the sweep of that name (where its jobs log)."""
+    mode = resolve_mode(args.wandb)
+    if mode == "disabled":
+        console.print("[yellow]--wandb: WANDB_MODE=disabled, nothing logged[/yellow]")
+        return
+    for name, summary in summaries.items():
+        frames = {name: summary, **({f"{name}_verdicts": verdicts[name]} if name in verdicts else {})}
+        figures = sorted(figures_dir.glob(f"{name}_*.png")) if figures_dir is not None else []
+        where = log_tables(name, frames, figures, mode, args.wandb_project, args.wandb_entity, figures_dir)
+        console.print(f"wandb ({mode}): {', '.join(frames)} and {len(figures)} figure(s) logged to group {name}: "
+                      f"{where}", markup=False, highlight=False, soft_wrap=True)
+    import wandb
+
+    wandb.teardown()  # waits until wandb's service has written everything (an offline run is complete on return)
 
 
 def _report_unfinished(console: Any, roots: Sequence[Path], names: Sequence[str] | None) -> None:

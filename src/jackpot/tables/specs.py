@@ -27,10 +27,13 @@ class SweepSpec:
     grids: list[dict[str, list]] = field(default_factory=list)
     published: dict[Cell, Any] = field(default_factory=dict)
     row_order: list[tuple[str, str]] = field(default_factory=list)  # (pruner, check), a sweep file's `table.rows`
+    sweeper: dict[str, Any] = field(default_factory=dict)  # its other `hydra.sweeper` keys (a battery's, say)
 
     def add(self, data: Mapping[str, Any], source: str) -> None:
-        """Add one sweep file's (or multirun.yaml's) grid, published numbers and row order."""
+        """Add one sweep file's (or multirun.yaml's) grid, published numbers, row order and sweeper keys."""
         _, grid, published = spec_from_config(data, source)
+        sweeper = (data.get("hydra") or {}).get("sweeper") or {}
+        self.sweeper.update({key: value for key, value in sweeper.items() if key != "params"})
         rows = [str(row).partition("/") for row in (data.get("table") or {}).get("rows") or []]
         self.files.append(source)
         self.grids.append(grid)

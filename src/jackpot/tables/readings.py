@@ -1,0 +1,71 @@
+"""The paper's reading of a sanity check's outcome, in one line: a check that does not hurt means the method does
+not use what the check destroys (it "fails" the check, as the paper finds for SNIP, GraSP and lottery tickets at
+init); one that hurts means it does (it "passes", as learning-rate rewinding does under the half dataset and
+weight shuffling)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Outcome = Literal["none", "hurts", "helps", "unknown"]
+
+# check -> (what the check destroys, the reading when it does not hurt, the reading when it hurts)
+CHECK_READINGS: dict[str, tuple[str, str, str]] = {
+    "random_labels": ("labels",
+                      "random labels do not hurt: the mask does not use the labels",
+                      "random labels hurt: {method} uses the labels"),
+    "random_pixels": ("images",
+                      "random pixels do not hurt: the mask does not use the images",
+                      "random pixels hurt: {method} uses the images"),
+    "random_pixels_labels": ("data",
+                             "random pixels and labels do not hurt: the mask does not use the data",
+                             "random pixels and labels hurt: {method} uses the data"),
+    "half_dataset": ("full training set",
+                     "the half dataset does not hurt: the mask does not need the full training set",
+                     "the half dataset hurts: {method} uses the full training set"),
+    "layerwise_rearrange": ("positions within each layer",
+                            "layerwise rearrange does not hurt: only the per-layer ratios matter",
+                            "layerwise rearrange hurts: {method} uses the positions within each layer"),
+    "layerwise_shuffle": ("kept weights' places",
+                          "shuffling the kept weights does not hurt: their values need not stay in place",
+                          "shuffling the kept weights hurts: {method} uses its weight values where they are"),
+    "reinit": ("initial values",
+               "reinitialisation does not hurt: only the mask matters, not the kept initial values",
+               "reinitialisation hurts: {method} uses its initial weight values"),
+}
+
+
+def check_reading(check: str, outcome: Outcome, method: str) -> str:
+    """The one-line reading of `check`'s effect on `method` (the check against the plain method)."""
+    label = check.replace("_", " ")
+    what, no_effect, hurts = CHECK_READINGS.get(check, ("what the check changes", f"{label} does not hurt",
+                                                        f"{label} hurts: {{method}} uses what it changes"))
+    if outcome == "unknown":
+        return "too few seeds to tell (at least 2 on each side)"
+    if outcome == "hurts":
+        return hurts.format(method=method) + " (passes the check)"
+    if outcome == "helps":
+        return f"{label} helps: it beats {method}'s own {what}"
+    return no_effect + " (fails the check)"
+
+
+def random_ticket_reading(outcome: Outcome, method: str) -> str:
+    """The reading of the method against random tickets (smart ratio) at the same ratio."""
+    if outcome == "unknown":
+        return "too few seeds to tell (at least 2 on each side)"
+    if outcome == "hurts":
+        return f"random tickets beat {method}: the smart ratio's layerwise ratios alone do better"
+    if outcome == "helps":
+        return f"{method} beats random tickets: its mask is worth more than its per-layer ratios"
+    return f"{method} is no better than random tickets: the paper's jackpot (the layerwise ratios are what counts)"
+
+
+def dense_reading(outcome: Outcome, method: str) -> str:
+    """The reading of the method against the dense network."""
+    if outcome == "unknown":
+        return "too few seeds to tell (at least 2 on each side)"
+    if outcome == "hurts":
+        return f"{method} loses accuracy against the dense network at this ratio"
+    if outcome == "helps":
+        return f"{method} beats the dense network at this ratio"
+    return f"{method} keeps the dense network's accuracy at this ratio"

@@ -1,0 +1,137 @@
+"""A battery's verdicts as text and a figure: rich for the terminal, markdown, CSV, and a bar chart of each
+check's effect with its standard error."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from jackpot.tables.labels import CHECK_LABELS, DATASET_LABELS, MODEL_LABELS, PRUNER_LABELS
+from jackpot.tables.verdicts import ALPHA
+
+HOW = (f"Δ = accuracy − reference (percentage points) ± its standard error sqrt(s1²/n1 + s2²/n2); "
+       f"two-sided Welch t-test, distinguishable from zero at p < {ALPHA:g}")
+
+
+def ticket_label(rec: Mapping[str, Any]) -> str:
+    """`SNIP · ResNet8 · digits · 90 %`: the method's cell the verdict is about."""
+    return (f"{PRUNER_LABELS.get(rec['method'], rec['method'])} · {MODEL_LABELS.get(rec['model'], rec['model'])} · "
+            f"{DATASET_LABELS.get(rec['dataset'], rec['dataset'])} · {rec['ratio']:.0%}")
+
+
+def comparison_label(rec: Mapping[str, Any]) -> str:
+    """What is compared: the check against the plain method, or the plain method against a baseline."""
+    if rec["comparison"] == "check":
+        return f"{CHECK_LABELS.get(rec['check'], rec['check'])} vs plain"
+    return f"plain vs {rec['comparison']}"
+
+
+def _acc(mean: float, std: float, n: int) -> str:
+    if not n:
+        return "-"
+    return f"{mean:.2f} (n={n})" if n < 2 else f"{mean:.2f} ± {std:.2f} (n={n})"
+
+
+def texts(rec: Mapping[str, Any]) -> dict[str, str]:
+    """One verdict row as the columns every format prints."""
+    diff = "-" if math.isnan(rec["diff"]) else f"{rec['diff']:+.2f}"
+    if not math.isnan(rec["se"]):
+        diff += f" ± {rec['se']:.2f}"
+    test = "-" if math.isnan(rec["p"]) else f"t={rec['t']:+.2f}" + (
+        "" if math.isnan(rec["df"]) else f", df={rec['df']:.1f}") + f", p={rec['p']:.3f}"
+    return {"ticket": ticket_label(rec), "comparison": comparison_label(rec),
+            "accuracy": _acc(rec["mean"], rec["std"], rec["n"]),
+            "reference": _acc(rec["ref_mean"], rec["ref_std"], rec["ref_n"]),
+            "Δ ± SE": diff, "Welch test": test, "distinguishable": rec["distinguishable"], "reading": rec["reading"]}
+
+
+def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> list[str]:
+    """One line per method cell: how many of its checks hurt it, and the checks it has no runs of."""
+    lines = []
+    for _, group in verdicts.groupby(["model", "dataset", "method", "ratio"], sort=False):
+        checks = group[group["comparison"] == "check"]
+        decided = checks[checks["outcome"] != "unknown"]
+        hurt = [CHECK_LABELS.get(c, c) for c in decided[decided["outcome"] == "hurts"]["check"]]
+        helped = [CHECK_LABELS.get(c, c) for c in decided[decided["outcome"] == "helps"]["check"]]
+        helps = f"; {len(helped)} help it ({', '.join(helped)})" if helped else ""
+        rec = group.iloc[0].to_dict()
+        if decided.empty:
+            verdict = "no check decided yet (at least 2 seeds on each side)"
+        elif hurt:
+            verdict = (f"{len(hurt)} of {len(decided)} checks hurt it ({', '.join(hurt)}): it passes those "
+                       f"(it uses what they destroy){helps}")
+        else:
+            verdict = (f"none of its {len(decided)} checks hurts it{helps}: it fails the sanity checks, as the "
+                       f"paper's initial tickets do")
+        lines.append(f"{ticket_label(rec)}: {verdict}")
+    for method, checks in unrun.items():
+        names = ", ".join(CHECK_LABELS.get(c, c) for c in checks)
+        lines.append(f"{PRUNER_LABELS.get(method, method)}: no runs of {names} (dropped as inapplicable to it "
+                     f"by the sweeper, or not run yet)")
+    return lines
+
+
+def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]],
+                         console: Any = None) -> None:
+    """The verdicts in the terminal: one row per comparison, grouped by the method's cell."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"{table_name}: verdicts (test accuracy %, mean ± std over seeds)", caption=HOW,
+                  show_lines=True)
+    for column, style in (("ticket", "bold"), ("comparison", ""), ("accuracy", ""), ("reference", ""),
+                          ("Δ ± SE", "bold"), ("Welch test", "dim"), ("distinguishable", ""), ("reading", "")):
+        table.add_column(column, style=style or None, no_wrap=column not in ("reading", "ticket"))
+    colors = {"hurts": "red", "helps": "green", "none": "", "unknown": "yellow"}
+    for rec in verdicts.to_dict("records"):
+        row = texts(rec)
+        color = colors[rec["outcome"]]
+        row["distinguishable"] = f"[{color}]{row['distinguishable']}[/{color}]" if color else row["distinguishable"]
+        table.add_row(*row.values())
+    console.print(table)
+    for line in summary_lines(verdicts, unrun):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def verdicts_markdown(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]]) -> str:
+    rows = [texts(rec) for rec in verdicts.to_dict("records")]
+    head = list(rows[0]) if rows else []
+    lines = [f"### {table_name}: verdicts", "", HOW + ".", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
+    lines += ["", *(f"- {line}" for line in summary_lines(verdicts, unrun))]
+    return "\n".join(lines) + "\n"
+
+
+def plot_verdicts(verdicts: pd.DataFrame, path: Path) -> Path | None:
+    """Each comparison's Δ with ±1.96 SE bars (a normal approximation: the test itself uses Welch's t), a panel
+    per method cell; None when there is nothing to plot."""
+    data = verdicts[verdicts["n"].gt(0) & verdicts["ref_n"].gt(0)]
+    if data.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(data.groupby(["model", "dataset", "method", "ratio"], sort=False))
+    fig, axes = plt.subplots(len(groups), 1, squeeze=False, figsize=(7, 0.5 + 0.45 * len(data) + len(groups)))
+    for ax, (_, group) in zip(axes[:, 0], groups, strict=True):
+        labels = [comparison_label(rec) for rec in group.to_dict("records")]
+        errors = (1.96 * group["se"]).fillna(0.0)
+        colors = group["outcome"].map({"hurts": "tab:red", "helps": "tab:green"}).fillna("tab:gray")
+        ax.barh(labels, group["diff"], xerr=errors, color=colors, capsize=3)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.invert_yaxis()
+        ax.set_title(ticket_label(group.iloc[0].to_dict()), fontsize=10)
+        ax.set_xlabel("Δ test accuracy (points), ±1.96 SE")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,292 @@
+"""The sanity battery: which jobs a method gets (its declaration drops checks, baselines always added), the
+verdict statistics against hand computations, the one-line readings, the wandb offline logging of the tables,
+and one tiny real battery through `train.py -m` whose verdicts print."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CONF, REPO, train_py
+from wandb_records import read_records, run_summary
+
+from hydra_plugins.jackpot_sweeper.battery import dropped_lines, parse_baselines, with_baselines
+from jackpot import tables
+from jackpot.config import ConfigError, InapplicableCheck
+from jackpot.runs.results import write_results
+from jackpot.tables.readings import check_reading, random_ticket_reading
+from jackpot.tables.verdicts import welch
+
+SWEEPS = REPO / "multirun_sweeps"
+ALL_CHECKS = {"none", "random_labels", "random_pixels_labels", "layerwise_rearrange", "reinit", "half_dataset",
+              "layerwise_shuffle"}
+NARROW = ["model=resnet8", "dataset=digits", "trainer=cpu", "schedule=quick"]
+
+# A data-free method at init with fixed positions (weight magnitude at init), from the user's own package.
+DATA_FREE_MODULE = '''
+from jackpot.pruning import global_topk, method, prunable_weights
+
+
+@method(when="init", needs_batches=False)
+def init_magnitude(model, ratio, batches):
+    """|w| at init, global top-k."""
+    return global_topk({name: w.detach().abs() for name, w in prunable_weights(model)}, ratio)
+'''
+
+
+def dry_run(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None,
+            config_dir: Path | None = None) -> tuple[list[dict], list[str]]:
+    """The jobs a battery would launch ({key: value} each) and its `dropped` lines, from a dry run."""
+    options = ["--config-dir", str(config_dir)] if config_dir else []
+    proc = train_py(["-m", *options, "sweep=sanity_battery", *NARROW, *overrides, "hydra.sweeper.dry_run=true"],
+                    cwd=tmp_path, env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = [dict(item.split("=", 1) for item in m.group(1).split())
+            for m in re.finditer(r"#\d+ \S+ new: (.*)", out)]
+    return jobs, re.findall(r"jackpot: dropped .*", out)
+
+
+def checks_of(jobs: list[dict], pruner: str) -> set[str]:
+    return {job["sanity_check"] for job in jobs if job["pruner"] == pruner}
+
+
+def assert_baselines(jobs: list[dict], ratios: list[str], seeds: list[str]) -> None:
+    """Random tickets at every ratio and seed, the dense network once per seed (ratio 0.0), and no job twice."""
+    assert len({tuple(sorted(job.items())) for job in jobs}) == len(jobs)
+    random = {(j["ratio"], j["seed"]) for j in jobs if j["pruner"] == "smart_ratio" and j["sanity_check"] == "none"}
+    assert random == {(r, s) for r in ratios for s in seeds}
+    dense = [(j["ratio"], j["seed"]) for j in jobs if j["pruner"] == "dense"]
+    assert sorted(dense) == [("0.0", s) for s in seeds]
+
+
+def test_an_init_method_keeps_its_checks_drops_the_half_dataset_and_gets_the_baselines(tmp_path):
+    jobs, dropped = dry_run(tmp_path, "pruner=snip", "ratio=0.9,0.95", "seed=0,1")
+    assert checks_of(jobs, "snip") == ALL_CHECKS - {"half_dataset"}
+    assert len([j for j in jobs if j["pruner"] == "snip"]) == 6 * 2 * 2
+    assert_baselines(jobs, ["0.9", "0.95"], ["0", "1"])
+    (line,) = dropped  # one line per reason, naming the check, the method and how many jobs
+    assert line.startswith("jackpot: dropped 4 jobs (hydra.sweeper.drop_inapplicable): sanity_check=half_dataset")
+    assert "pruner=snip prunes at init" in line
+
+
+def test_a_method_after_training_keeps_every_check(tmp_path):
+    jobs, dropped = dry_run(tmp_path, "pruner=lr_rewinding", "ratio=0.9", "seed=0")
+    assert checks_of(jobs, "lr_rewinding") == ALL_CHECKS and not dropped
+    assert_baselines(jobs, ["0.9"], ["0"])
+
+
+def test_a_data_free_method_of_ones_own_drops_the_data_checks(tmp_path):
+    (tmp_path / "mylab_free.py").write_text(DATA_FREE_MODULE)
+    (tmp_path / "conf" / "pruner").mkdir(parents=True)
+    (tmp_path / "conf" / "pruner" / "init_magnitude.yaml").write_text(
+        "name: init_magnitude\nmethod: mylab_free.init_magnitude\noptions: {}\n")
+    jobs, dropped = dry_run(tmp_path, "pruner=init_magnitude", "ratio=0.9", "seed=0",
+                            env={"PYTHONPATH": str(tmp_path)}, config_dir=tmp_path / "conf")
+    assert checks_of(jobs, "init_magnitude") == {"none", "layerwise_rearrange", "reinit", "layerwise_shuffle"}
+    assert_baselines(jobs, ["0.9"], ["0"])
+    reasons = "\n".join(dropped)
+    assert len(dropped) == 3 and reasons.count("uses no data") == 2 and "half_dataset" in reasons
+
+
+def test_random_tickets_own_battery_runs_its_plain_cell_once(tmp_path):
+    """pruner=smart_ratio: its plain job is also the random-tickets baseline (one job, one output dir), and
+    the checks its random positions make meaningless are dropped."""
+    jobs, dropped = dry_run(tmp_path, "pruner=smart_ratio", "ratio=0.9", "seed=0")
+    assert checks_of(jobs, "smart_ratio") == {"none", "reinit"}
+    assert_baselines(jobs, ["0.9"], ["0"])
+    assert any("already random" in line for line in dropped)
+
+
+def test_other_invalid_jobs_still_refuse_the_battery_and_other_sweeps_still_refuse_inapplicable_checks(tmp_path):
+    proc = train_py(["-m", "sweep=sanity_battery", *NARROW, "pruner=snip", "ratio=1.5", "seed=0",
+                     "hydra.sweeper.dry_run=true"], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and "ratio=1.5 must be a number in [0, 1)" in proc.stderr
+    proc = train_py(["-m", *NARROW, "pruner=snip", "sanity_check=none,half_dataset", "hydra.sweeper.dry_run=true"],
+                    cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and "1 of 2 sweep jobs are invalid" in proc.stderr
+
+
+def test_baselines_replace_keys_and_never_repeat_a_job():
+    grid = [["pruner=smart_ratio", "sanity_check=none", "ratio=0.9", "seed=0"],
+            ["pruner=smart_ratio", "sanity_check=reinit", "ratio=0.9", "seed=0"],
+            ["pruner=smart_ratio", "sanity_check=none", "ratio=0.95", "seed=0"]]
+    baselines = parse_baselines([["pruner=smart_ratio", "sanity_check=none"],
+                                 ["pruner=dense", "sanity_check=none", "ratio=0.0"]])
+    jobs = with_baselines(grid, baselines)
+    assert jobs == [*grid, ["pruner=dense", "sanity_check=none", "ratio=0.0", "seed=0"]]
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.baselines='pruner=dense' is not allowed; give a list"):
+        parse_baselines("pruner=dense")
+    with pytest.raises(ConfigError, match=r"seed=0,1 sweeps; a baseline sets one value per key"):
+        parse_baselines([["pruner=dense", "seed=0,1"]])
+    assert dropped_lines({("a",): "why", ("b",): "why", ("c",): "other"}) == [
+        "jackpot: dropped 2 jobs (hydra.sweeper.drop_inapplicable): why",
+        "jackpot: dropped 1 job (hydra.sweeper.drop_inapplicable): other"]
+    assert issubclass(InapplicableCheck, ConfigError)
+
+
+def test_the_demo_experiment_is_the_battery_on_digits():
+    """conf/experiment/battery_demo.yaml repeats the battery's checks and baselines: they must agree."""
+    battery = yaml.safe_load((SWEEPS / "sanity_battery.yaml").read_text())["hydra"]["sweeper"]
+    demo = yaml.safe_load((CONF / "experiment" / "battery_demo.yaml").read_text())
+    sweeper = demo["hydra"]["sweeper"]
+    assert demo["name"] == "sanity_battery"
+    assert sweeper["baselines"] == battery["baselines"] and sweeper["drop_inapplicable"] is True
+    assert sweeper["params"]["sanity_check"] == battery["params"]["sanity_check"]
+    assert sweeper["params"]["seed"] == "0,1,2" and isinstance(sweeper["params"]["ratio"], float)
+
+
+# Verdicts on hand-made results -----------------------------------------------------------------------------
+CELLS = {  # (pruner, check, ratio) -> final accuracy per seed
+    ("snip", "none", 0.9): [80.0, 82.0, 84.0],                # mean 82, sd 2
+    ("snip", "random_labels", 0.9): [81.0, 83.0, 85.0],       # mean 83, sd 2: +1 ± 1.633, df 4
+    ("snip", "layerwise_rearrange", 0.9): [70.0, 71.0, 72.0],  # mean 71, sd 1: -11 ± 1.291, df 50/17
+    ("snip", "reinit", 0.9): [81.0],                           # one seed: no test
+    ("smart_ratio", "none", 0.9): [82.0, 83.0, 84.0],         # mean 83, sd 1
+    ("dense", "none", 0.0): [95.0, 96.0, 97.0],               # mean 96, sd 1
+}
+
+
+def write_battery(root: Path, name: str = "sanity_battery") -> None:
+    for (pruner, check, ratio), accs in CELLS.items():
+        for seed, acc in enumerate(accs):
+            cell = {"model": "resnet8", "dataset": "digits", "pruner": pruner, "sanity_check": check,
+                    "ratio": ratio, "seed": seed}
+            write_results(root / name / "resnet8-digits" / f"{pruner}-{check}-r{ratio}-s{seed}",
+                          {"status": "complete", "cell": cell, "name": name, "final_acc": acc, "best_acc": acc})
+
+
+def test_welch_matches_a_hand_computation():
+    d = welch(82.0, 2.0, 3, 83.0, 2.0, 3)
+    assert d.diff == 1.0 and d.se == pytest.approx(math.sqrt(8 / 3)) and d.df == pytest.approx(4.0)
+    assert d.t == pytest.approx(1 / math.sqrt(8 / 3)) and d.p == pytest.approx(0.5734, abs=1e-3)
+    assert d.outcome() == "none"
+    d = welch(82.0, 2.0, 3, 71.0, 1.0, 3)
+    assert d.se == pytest.approx(math.sqrt(5 / 3)) and d.df == pytest.approx(50 / 17)
+    assert d.p == pytest.approx(0.0037, abs=5e-4) and d.outcome() == "hurts"
+    assert welch(82.0, 2.0, 3, 81.0, math.nan, 1).outcome() == "unknown"
+    exact = welch(80.0, 0.0, 2, 81.0, 0.0, 2)  # no spread on either side: the difference is exact
+    assert exact.se == 0.0 and exact.outcome() == "helps"
+
+
+def test_verdicts_table_prints_and_writes_the_hand_computed_statistics(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    write_battery(tmp_path / "outputs")
+    out = tmp_path / "tables"
+    code = tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),
+                        "--out", str(out), "--format", "rich,csv,md", "--figures"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = {(r["comparison"], r["check"]): r for r in csv.DictReader((out / "sanity_battery_verdicts.csv").open())}
+    labels = rows[("check", "random_labels")]
+    assert float(labels["diff"]) == pytest.approx(1.0) and float(labels["se"]) == pytest.approx(1.633, abs=1e-3)
+    assert labels["distinguishable"] == "no" and labels["reading"].startswith("random labels do not hurt")
+    rearrange = rows[("check", "layerwise_rearrange")]
+    assert float(rearrange["diff"]) == pytest.approx(-11.0) and float(rearrange["se"]) == pytest.approx(1.291, 1e-3)
+    assert rearrange["distinguishable"] == "yes" and "SNIP uses the positions within each layer" in rearrange["reading"]
+    assert rows[("check", "reinit")]["distinguishable"] == "n/a"
+    random = rows[("random tickets", "none")]
+    assert float(random["diff"]) == pytest.approx(-1.0) and random["distinguishable"] == "no"
+    assert "no better than random tickets" in random["reading"]
+    dense = rows[("dense", "none")]
+    assert float(dense["diff"]) == pytest.approx(-14.0) and dense["outcome"] == "hurts"
+    for text in ("verdicts", "random labels do not hurt: the mask does not use the labels",
+                 "layerwise rearrange hurts", "-11.00 ± 1.29", "Welch",
+                 "1 of 2 checks hurt it (layerwise rearrange)",
+                 "no runs of random pixels+labels, half dataset, shuffled weights"):
+        assert text in printed, text
+    assert (out / "sanity_battery_verdicts.md").read_text().count("\n| ") >= 6
+    assert (out / "sanity_battery_verdicts.png").read_bytes()[:4] == b"\x89PNG"
+    # the accuracy table holds the battery's cells only: no "missing" cells of the grid's other models
+    assert "missing" not in printed and "VGG19" not in printed
+
+
+def test_readings_say_what_the_paper_reads_into_each_outcome():
+    assert check_reading("layerwise_rearrange", "none", "SNIP").startswith(
+        "layerwise rearrange does not hurt: only the per-layer ratios matter")
+    assert check_reading("random_pixels_labels", "hurts", "GraSP").startswith("random pixels and labels hurt: "
+                                                                              "GraSP uses the data")
+    assert check_reading("half_dataset", "hurts", "LR rewinding").endswith("(passes the check)")
+    assert check_reading("reinit", "none", "SNIP").endswith("(fails the check)")
+    assert check_reading("layerwise_shuffle", "helps", "OBD").startswith("layerwise shuffle helps")
+    assert "too few seeds" in check_reading("reinit", "unknown", "SNIP")
+    assert random_ticket_reading("hurts", "GraSP").startswith("random tickets beat GraSP")
+
+
+def history(run_file: Path) -> dict[str, dict]:
+    """The logged values of an offline run, {key: {field: value}} (wandb records a media value field by field,
+    under a nested key [key, field])."""
+    logged: dict[str, dict] = {}
+    for record in read_records(run_file):
+        if record.WhichOneof("record_type") == "history":
+            for item in record.history.item:
+                key, *field = [item.key] if item.key else list(item.nested_key)
+                logged.setdefault(key, {})[".".join(field)] = json.loads(item.value_json)
+    return logged
+
+
+def test_tables_and_verdicts_are_logged_to_the_sweeps_wandb_group_offline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    write_battery(tmp_path / "outputs")
+    code = tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),
+                        "--out", str(tmp_path / "tables"), "--format", "csv", "--figures", "--wandb", "offline"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "wandb (offline)" in printed
+    (run_file,) = sorted((tmp_path / "wb").glob("wandb/offline-run-*/run-*.wandb"))
+    run = run_summary(run_file)
+    assert run["group"] == "sanity_battery" and run["job_type"] == "tables" and run["exit_code"] == 0
+    logged = history(run_file)
+    assert logged["sanity_battery_verdicts"]["_type"] == "table-file"
+    assert logged["sanity_battery"]["_type"] == "table-file"
+    assert logged["figures/sanity_battery_verdicts"]["_type"] == "image-file"
+    table_file = run_file.parent / "files" / logged["sanity_battery_verdicts"]["path"]
+    table = json.loads(table_file.read_text())
+    assert "reading" in table["columns"] and len(table["data"]) == 5
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # WANDB_MODE=disabled wins over the flag
+    code = tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),
+                        "--format", "rich", "--wandb", "offline"])
+    assert code == 0 and "WANDB_MODE=disabled, nothing logged" in capsys.readouterr().out
+
+
+def test_a_tiny_battery_runs_end_to_end_and_its_verdicts_print(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    proc = train_py(["-m", "sweep=sanity_battery", *NARROW, "pruner=snip", "ratio=0.9", "seed=0,1",
+                     "sanity_check=none,layerwise_rearrange,half_dataset", "schedule.epochs=1",
+                     "trainer.limit_train_batches=2", "dataset.samples_per_class=2"], cwd=tmp_path, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "jackpot: dropped 2 jobs (hydra.sweeper.drop_inapplicable): sanity_check=half_dataset" in out
+    results = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "sanity_battery").rglob("results.json")]
+    cells = sorted((r["cell"]["pruner"], r["cell"]["sanity_check"], r["cell"]["ratio"], r["cell"]["seed"])
+                   for r in results)
+    assert cells == sorted([(p, c, r, s) for p, c, r in [("snip", "none", 0.9), ("snip", "layerwise_rearrange", 0.9),
+                                                          ("smart_ratio", "none", 0.9), ("dense", "none", 0.0)]
+                            for s in (0, 1)])
+    assert all(r["status"] == "complete" for r in results)
+    code = tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),
+                        "--format", "rich"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    for text in ("sanity_battery: verdicts", "layerwise rearrange vs plain", "plain vs random tickets",
+                 "plain vs dense", "SNIP · ResNet8 · digits · 90%"):
+        assert text in printed, text
+
+
+def test_wandb_mode_comes_from_the_flag_then_wandb_mode(monkeypatch, capsys):
+    from jackpot.tables.wandb_log import FROM_ENV, resolve_mode
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert resolve_mode(FROM_ENV) == "online" and resolve_mode("offline") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert resolve_mode(FROM_ENV) == "offline" and resolve_mode("online") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("online") == "disabled"
+    assert tables.main(["outputs", "--wandb=bogus"]) == 2
+    assert "--wandb=bogus is not allowed; choose online or offline" in capsys.readouterr().out
