@@ -41,7 +41,7 @@ def check_reading(check: str, outcome: Outcome, method: str) -> str:
     what, no_effect, hurts = CHECK_READINGS.get(check, ("what the check changes", f"{label} does not hurt",
                                                         f"{label} hurts: {{method}} uses what it changes"))
     if outcome == "unknown":
-        return "too few seeds to tell (at least 2 on each side)"
+        return TOO_FEW_SEEDS
     if outcome == "hurts":
         return hurts.format(method=method) + " (passes the check)"
     if outcome == "helps":
@@ -49,23 +49,26 @@ def check_reading(check: str, outcome: Outcome, method: str) -> str:
     return no_effect + " (fails the check)"
 
 
+TOO_FEW_SEEDS = "too few seeds to tell (at least 2 on each side)"
+
+# outcome -> reading of the method against random tickets (smart ratio) at the same ratio, and against dense
+RANDOM_TICKET_READINGS = {
+    "hurts": "random tickets beat {method}: the smart ratio's layerwise ratios alone do better",
+    "helps": "{method} beats random tickets: its mask is worth more than its per-layer ratios",
+    "none": "{method} is no better than random tickets: the paper's jackpot (the layerwise ratios are what counts)",
+}
+DENSE_READINGS = {
+    "hurts": "{method} loses accuracy against the dense network at this ratio",
+    "helps": "{method} beats the dense network at this ratio",
+    "none": "{method} keeps the dense network's accuracy at this ratio",
+}
+
+
 def random_ticket_reading(outcome: Outcome, method: str) -> str:
     """The reading of the method against random tickets (smart ratio) at the same ratio."""
-    if outcome == "unknown":
-        return "too few seeds to tell (at least 2 on each side)"
-    if outcome == "hurts":
-        return f"random tickets beat {method}: the smart ratio's layerwise ratios alone do better"
-    if outcome == "helps":
-        return f"{method} beats random tickets: its mask is worth more than its per-layer ratios"
-    return f"{method} is no better than random tickets: the paper's jackpot (the layerwise ratios are what counts)"
+    return TOO_FEW_SEEDS if outcome == "unknown" else RANDOM_TICKET_READINGS[outcome].format(method=method)
 
 
 def dense_reading(outcome: Outcome, method: str) -> str:
     """The reading of the method against the dense network."""
-    if outcome == "unknown":
-        return "too few seeds to tell (at least 2 on each side)"
-    if outcome == "hurts":
-        return f"{method} loses accuracy against the dense network at this ratio"
-    if outcome == "helps":
-        return f"{method} beats the dense network at this ratio"
-    return f"{method} keeps the dense network's accuracy at this ratio"
+    return TOO_FEW_SEEDS if outcome == "unknown" else DENSE_READINGS[outcome].format(method=method)
