@@ -16,7 +16,6 @@ from jackpot.models import build_model
 from jackpot.pruning import hessian
 from jackpot.pruning.low_memory import lean_layers, memory_fit, offload
 from jackpot.pruning.low_memory.lean_layers import LeanBatchNorm, LeanConv2d, LeanReLU, lean_copy
-from jackpot.pruning.low_memory.offload import wants_offload
 from jackpot.pruning.scores import grasp_hessian_gradient, grasp_scores, snip_scores
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -263,13 +262,13 @@ def test_saved_tensor_files_round_trip_layouts(tmp_path):
 
 
 def test_offload_modes_are_checked():
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not wants_offload("auto", cpu) and not wants_offload("auto", cuda)  # auto: see choose_offload
-    assert wants_offload("disk", cpu) and not wants_offload("none", cpu)
+    net = bn_net("resnet8")
+    assert offload.choose_offload("disk", net, 8, "snip").on_disk
+    assert not offload.choose_offload("none", net, 8, "snip").on_disk
     with pytest.raises(ValueError, match="'ram'.*allowed: auto, disk, none"):
-        wants_offload("ram", cpu)
+        offload.choose_offload("ram", net, 8, "snip")
     with pytest.raises(ValueError, match="needs the scoring model on the CPU"):
-        wants_offload("disk", cuda)
+        offload.check_mode("disk", torch.device("cuda"))
 
 
 def test_park_writes_large_tensors_inside_the_offload_block_only(monkeypatch, tmp_path):

@@ -125,6 +125,7 @@ def _is_plain_dense(tensor: Tensor) -> bool:
 
 
 def check_mode(mode: str, device: torch.device) -> None:
+    """A known mode, and ``disk`` only for a model on the CPU (its files hold CPU tensors)."""
     if mode not in OFFLOAD_MODES:
         raise ValueError(f"unknown offload mode {mode!r}; allowed: {', '.join(OFFLOAD_MODES)}")
     if mode == "disk" and device.type != "cpu":
@@ -142,12 +143,6 @@ def choose_offload(mode: str, net: nn.Module, images: int, method: str,
         return record(OffloadChoice(mode, mode == "disk"))
     estimate, available = scoring_peak_bytes(net, images, method, image_shape), available_bytes()
     return record(OffloadChoice(mode, not fits_in_memory(estimate, available), estimate, available))
-
-
-def wants_offload(mode: str, device: torch.device) -> bool:
-    """The mode alone, where no estimate is possible: ``disk`` only (``auto`` is resolved by ``choose_offload``)."""
-    check_mode(mode, device)
-    return mode == "disk"
 
 
 @contextlib.contextmanager
@@ -183,7 +178,7 @@ def saved_tensors_on_disk(keep: Sequence[Tensor] = (), directory: str | None = N
 
 @contextlib.contextmanager
 def low_memory(enabled: bool, keep: Sequence[Tensor] = ()) -> Iterator[None]:
-    """When ``enabled`` (see ``wants_offload``): saved tensors on disk and freed blocks handed back to the OS
+    """When ``enabled`` (see ``choose_offload``): saved tensors on disk and freed blocks handed back to the OS
     at once (``jackpot.machine.malloc.return_freed_cpu_memory``); else nothing changes."""
     if not enabled:
         yield
