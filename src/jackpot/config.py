@@ -8,8 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from jackpot.pruning.registry import MethodSpec
 
 DATA_CHECKS = ("random_labels", "random_pixels", "random_pixels_labels", "half_dataset")
 PIXEL_SCRAMBLES = ("per_seed", "fixed")
@@ -146,16 +150,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_checks(cfg, spec)
 
 
-def _number_in(key: str, value, low: float, high: float, low_open: bool = False) -> None:
-    if (isinstance(value, bool) or not isinstance(value, int | float) or value > high or value < low
-            or (low_open and value == low)):
-        if high == float("inf"):
-            raise ConfigError(f"{key}={value!r} must be a number {'>' if low_open else '>='} {low:g}")
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ConfigError(f"{key}={value!r} must be a number in {interval}")
-
-
-def _validate_schedule(cfg: DictConfig, spec) -> None:
+def _validate_schedule(cfg: DictConfig, spec: MethodSpec) -> None:
     s = cfg.schedule
     epochs = _int_at_least("schedule.epochs", s.epochs, 0)
     for key in ("lr", "momentum", "weight_decay", "gamma"):
@@ -208,7 +203,7 @@ def _validate_dataset(cfg: DictConfig) -> None:
         )
 
 
-def _validate_checks(cfg: DictConfig, spec) -> None:
+def _validate_checks(cfg: DictConfig, spec: MethodSpec) -> None:
     """The checks that cannot apply to this method, from its declaration (`jackpot.pruning.method`)."""
     check = cfg.sanity_check
     method = spec.name
@@ -230,7 +225,7 @@ def _validate_checks(cfg: DictConfig, spec) -> None:
             f"lr_rewinding, obd, hybrid)"
         )
     if not spec.prunes and name != "none":
-        raise InapplicableCheck(f"sanity_check={name} needs a pruned ticket; pruner=dense has no mask to check")
+        raise InapplicableCheck(f"sanity_check={name} needs a pruned ticket; pruner={method} has no mask to check")
     if check.data is not None and spec.when == "init":
         if check.data == "half_dataset":
             raise InapplicableCheck(
@@ -263,7 +258,7 @@ def pruner_options(cfg: DictConfig) -> dict:
     return {} if options is None else OmegaConf.to_container(options, resolve=True)
 
 
-def ticket_weights_of(cfg: DictConfig, spec) -> str:
+def ticket_weights_of(cfg: DictConfig, spec: MethodSpec) -> str:
     """The pruner config's ticket_weights, else the method's declared default."""
     value = cfg.pruner.get("ticket_weights")
     return spec.ticket_weights if value is None else str(value)
