@@ -137,7 +137,6 @@ def hybrid(
     return budget.layerwise_topk(scores.magnitude_scores(model), counts)
 
 
-
 @method("trained", needs_batches=False, ticket_weights="trained", iterative=True,
         summary="global conv magnitude, classifier dense; retrain from the trained weights")
 def lr_rewinding(
