@@ -16,10 +16,13 @@ from jackpot.errors import USER_ERRORS, exit_with_user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float | None] | None:
     from jackpot.config import validate
     from jackpot.runs.cell_lock import CellBusy
+    from jackpot.runs.pack import PACK_KEY
 
+    if cfg.get(PACK_KEY):  # several runs of a sweep in this process (hydra.sweeper.pack)
+        return _run_pack(str(cfg[PACK_KEY]))
     try:  # before Lightning and the data loaders are imported: a bad value is reported in seconds, not ~10 s
         validate(cfg)
     except USER_ERRORS as err:
@@ -27,14 +30,7 @@ def main(cfg: DictConfig) -> float | None:
     from jackpot.runs.summary import print_results
     from jackpot.train import run
 
-    _lightning_logs_through_hydra()
-    # jackpot's K-steps-per-call module pulls K batches from Lightning's `dataloader_iter` on purpose (and keeps
-    # global_step, hooks and limits right, tests/test_speed_paths.py); Lightning warns about that flavor per run.
-    for message in (".*`dataloader_iter` step flavor.*", ".*Found `dataloader_iter` argument.*"):
-        warnings.filterwarnings("ignore", message=message)
-    # Lightning 2.6's own pytree helper still uses an API torch 2.14 deprecates; nothing a user can act on,
-    # and it printed once per job of a sweep
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    _quiet_lightning_in_jobs()
     try:
         results = run(cfg, reuse_from=_sweeps_reused_from())
     except CellBusy as busy:  # not a failure: another process runs it (or another sweep has); the sweep goes on
@@ -44,6 +40,50 @@ def main(cfg: DictConfig) -> float | None:
         _refused(cfg, err)
     print_results(results)
     return results.get("final_acc")
+
+
+def _run_pack(pack_id: str) -> list[float | None]:
+    """Run the members of a pack (jackpot.runs.pack); print each one's results. The job fails, once every member
+    has ended, when one failed: with exit code 2 when each failure is a refused config or missing data (one line
+    each, as a job alone), else with an error naming each failed member."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from jackpot.errors import format_user_error
+    from jackpot.runs.pack import read_pack, run_pack, runs_side_by_side
+    from jackpot.runs.summary import print_results
+
+    try:
+        members, side_by_side = read_pack(Path(HydraConfig.get().sweep.dir), pack_id)
+    except USER_ERRORS as err:
+        exit_with_user_error(err)
+    _quiet_lightning_in_jobs()
+    outcomes = run_pack(members, _sweeps_reused_from(), runs_side_by_side([m.cfg for m in members], side_by_side))
+    for outcome in outcomes:
+        if outcome.results is not None:
+            print_results(outcome.results)
+        elif outcome.busy:
+            print(f"jackpot: {outcome.busy}", file=sys.stderr)
+        elif outcome.refused:
+            print(f"{format_user_error(outcome.error)} ({outcome.output_dir})", file=sys.stderr)
+    failed = [outcome for outcome in outcomes if outcome.error is not None]
+    if failed and all(outcome.refused for outcome in failed):
+        sys.exit(2)
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(outcomes)} runs of this pack failed (the others ran to their end): "
+                           + "; ".join(f"{o.output_dir}: {type(o.error).__name__}: {o.error}" for o in failed))
+    return [None if outcome.results is None else outcome.results.get("final_acc") for outcome in outcomes]
+
+
+def _quiet_lightning_in_jobs() -> None:
+    """Lightning's messages once each, in Hydra's format; none of the warnings a user cannot act on."""
+    _lightning_logs_through_hydra()
+    # jackpot's K-steps-per-call module pulls K batches from Lightning's `dataloader_iter` on purpose (and keeps
+    # global_step, hooks and limits right, tests/test_speed_paths.py); Lightning warns about that flavor per run.
+    for message in (".*`dataloader_iter` step flavor.*", ".*Found `dataloader_iter` argument.*"):
+        warnings.filterwarnings("ignore", message=message)
+    # Lightning 2.6's own pytree helper still uses an API torch 2.14 deprecates; nothing a user can act on,
+    # and it printed once per job of a sweep
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def _refused(cfg: DictConfig, err: BaseException) -> NoReturn:

@@ -26,6 +26,7 @@ from jackpot.lightning.loggers import build_loggers, cell_keys, cell_name, finis
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 from jackpot.lightning.progress import EpochLog, quiet_lightning
 from jackpot.machine.compile_cache import use_shared_compile_cache
+from jackpot.machine.global_rng import seeded_torch
 from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.low_memory import memory_fit
@@ -67,8 +68,7 @@ def make_datamodule(cfg: DictConfig, corruption: str | None) -> ImageDataModule:
 
 def make_model(cfg: DictConfig, num_classes: int, seed: int) -> torch.nn.Module:
     """The network with the init drawn from `seed` (the same seed gives the same init, trunk and ticket alike)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_torch(seed):  # the global generator, under a lock: the runs of a pack share it
         return build_model(cfg.model.name, num_classes)
 
 

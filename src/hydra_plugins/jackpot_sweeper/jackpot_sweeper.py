@@ -28,6 +28,10 @@ A sanity battery (multirun_sweeps/sanity_battery.yaml, battery.py) lists every c
 declaration rules out (any other invalid job still refuses the sweep), and `hydra.sweeper.baselines` adds
 the jobs the method is compared with (random tickets, the dense network) whatever `pruner=` says.
 
+`hydra.sweeper.pack` (packing.py) runs several jobs in one process, on a GPU side by side (jackpot.runs.pack):
+consecutive jobs of the launch order that share a model, a dataset and the trainer settings are launched as
+one job, which runs each of them with its own output dir, results and logs.
+
 `hydra.sweeper.dry_run=true` does all of that and prints the jobs it would launch, in order, instead of
 launching them.
 """
@@ -43,6 +47,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
 from hydra_plugins.jackpot_sweeper.battery import dropped_lines, parse_baselines, with_baselines
+from hydra_plugins.jackpot_sweeper.packing import check_pack, form_packs, pack_key, pack_size
 from hydra_plugins.jackpot_sweeper.slurm_fit import check_fits
 from jackpot.config import ConfigError, InapplicableCheck, join_limited, validate
 from jackpot.errors import exit_with_user_error
@@ -51,6 +56,7 @@ from jackpot.runs.atomic_io import write_bytes_atomic
 from jackpot.runs.cache_keys import missing_work
 from jackpot.runs.identity import run_identity
 from jackpot.runs.output_dir import holds_finished_run
+from jackpot.runs.pack import PACK_KEY, PackMember, check_side_by_side, member_container, write_pack
 from jackpot.runs.results import is_complete
 from jackpot.runs.sweep_plan import JobPlan, job_state, shared_work_first
 
@@ -64,13 +70,16 @@ class JackpotSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None,
                  dry_run: bool = False, wait_for_trunks: bool = False,
                  reuse_from: Sequence[str] | None = None, drop_inapplicable: bool = False,
-                 baselines: Sequence[Sequence[str]] | None = None) -> None:
+                 baselines: Sequence[Sequence[str]] | None = None, pack: int | str = "auto",
+                 pack_side_by_side: bool | str = "auto") -> None:
         super().__init__(max_batch_size, params)
         self.dry_run = dry_run
         self.wait_for_trunks = wait_for_trunks
         self.reuse_from = reuse_from
         self.drop_inapplicable = drop_inapplicable  # a sanity battery (battery.py): jobs whose check the
         self.baselines = baselines                  # method rules out are dropped; baseline jobs are added
+        self.pack = pack  # runs per process (packing.py), checked when the sweep starts
+        self.pack_side_by_side = pack_side_by_side
         self.plans: dict[JobKey, JobPlan] = {}
         self.dropped: dict[JobKey, str] = {}
 
@@ -89,6 +98,8 @@ class JackpotSweeper(BasicSweeper):
             log.warning(warning)
         try:  # before anything is written or submitted: jobs no node can hold would pend forever
             check_fits(launcher)
+            check_pack(self.pack)
+            check_side_by_side(self.pack_side_by_side)
         except ConfigError as err:
             exit_with_user_error(err)
         self.launcher = LaunchUnfinished(self.launcher, self)
@@ -131,7 +142,7 @@ class JackpotSweeper(BasicSweeper):
                 log.info(f"jackpot: hydra.sweeper.reuse_from: no runs of {', '.join(absent)} yet")
             try:
                 validate(cfg)
-                plan = JobPlan(_job_output_dir(cfg))
+                plan = JobPlan(_job_output_dir(cfg), config=cfg)
                 if plan.output_dir is not None:
                     identity = run_identity(cfg)
                     plan.complete = holds_finished_run(plan.output_dir, identity)
@@ -172,7 +183,36 @@ class LaunchUnfinished:
 
     def _launch(self, jobs: Sequence[Sequence[str]], initial_job_idx: int):
         self.launched = True
-        return self.launcher.launch(jobs, initial_job_idx=initial_job_idx)
+        return self.launcher.launch(self._packed(jobs), initial_job_idx=initial_job_idx)
+
+    def _packs(self, jobs: Sequence[Sequence[str]]) -> list[list[Sequence[str]]]:
+        """The jobs grouped into packs (hydra.sweeper.pack; packing.py), each a list of one job when not packing."""
+        plans = [self.sweeper.plans[tuple(job)] for job in jobs]
+        if not jobs or any(plan.output_dir is None or plan.config is None for plan in plans):
+            return [[job] for job in jobs]  # a member's output dir must be known before its pack starts
+        size = pack_size(self.sweeper.pack, plans[0].config, self.sweeper.config.hydra.launcher)
+        return form_packs(jobs, lambda job: pack_key(self.sweeper.plans[tuple(job)].config), size)
+
+    def _packed(self, jobs: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+        """What the launcher starts: a job alone as it is; a pack as its first job plus `+jackpot_pack=<id>`, the
+        pack's members stored under the sweep dir (jackpot.runs.pack)."""
+        packs = self._packs(jobs)
+        if len(packs) == len(jobs):
+            return list(jobs)
+        sweep_dir = Path(self.sweeper.config.hydra.sweep.dir)
+        launched: list[Sequence[str]] = []
+        for pack in packs:
+            if len(pack) == 1:
+                launched.append(pack[0])
+                continue
+            plans = [self.sweeper.plans[tuple(job)] for job in pack]
+            members = [PackMember(tuple(job), plan.output_dir, member_container(plan.config, plan.output_dir))
+                       for job, plan in zip(pack, plans, strict=True)]
+            pack_id = write_pack(sweep_dir, members, self.sweeper.pack_side_by_side)
+            launched.append([*pack[0], f"+{PACK_KEY}={pack_id}"])
+        log.info(f"jackpot: {len(jobs)} runs launched as {len(launched)} jobs, up to {max(map(len, packs))} runs "
+                 f"in one process (hydra.sweeper.pack={self.sweeper.pack})")
+        return launched
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
         def plan(job: Sequence[str]) -> JobPlan:
@@ -203,9 +243,12 @@ class LaunchUnfinished:
                          f"the {len(readers)} that read them last")
         if self.sweeper.dry_run:
             roles = {**{tuple(job): "trains" for job in trainers}, **{tuple(job): "reads" for job in readers}}
+            packs = {tuple(job): number for number, pack in enumerate(self._packs(todo), start=1) if len(pack) > 1
+                     for job in pack}
             for index, job in enumerate(todo, start=initial_job_idx):
                 state = job_state(plan(job).output_dir)
-                log.info(f"  #{index} {roles.get(tuple(job), '-')} {state}: {' '.join(job)}")
+                in_pack = f" (pack {packs[tuple(job)]})" if tuple(job) in packs else ""
+                log.info(f"  #{index} {roles.get(tuple(job), '-')} {state}: {' '.join(job)}{in_pack}")
             waits = f", the last {len(readers)} once the others finished" if self.sweeper.wait_for_trunks else ""
             log.info(f"jackpot: dry run (hydra.sweeper.dry_run=true): {len(todo)} jobs would be launched, "
                      f"in the order above{waits}; nothing launched")

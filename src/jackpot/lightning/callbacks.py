@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from pathlib import Path
 
 import lightning.pytorch as L
-import numpy as np
 import torch
 
 from jackpot.lightning.step_graph import DEVICE_HOOK, HOST_HOOK
+from jackpot.machine.global_rng import reseed_all
 from jackpot.pruning import Masks
 from jackpot.runs import faults
 from jackpot.runs.results import write_progress
@@ -113,9 +112,7 @@ class EpochSeed(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch_seed = (self.seed * 7919 + trainer.current_epoch * 104729) % (2**31)
-        torch.manual_seed(epoch_seed)
-        random.seed(epoch_seed)
-        np.random.seed(epoch_seed)
+        reseed_all(epoch_seed)
         # Lightning sets the sampler epoch from its progress counters, which a restore from an epoch-end checkpoint
         # leaves one behind; the epoch number is what decides the order, so set it again here.
         loader = trainer.train_dataloader

@@ -50,6 +50,7 @@ def build_loggers(cfg: DictConfig, output_dir: Path, config_hash: str) -> list[L
         return []
     if kind == "csv":
         return [CSVLogger(save_dir=str(output_dir), name="csv", version="")]
+    import wandb
     from lightning.pytorch.loggers import WandbLogger
 
     full = OmegaConf.to_container(cfg, resolve=True)
@@ -57,29 +58,20 @@ def build_loggers(cfg: DictConfig, output_dir: Path, config_hash: str) -> list[L
         full.pop(table_only, None)
     config = {**cell_keys(cfg), "config_hash": config_hash, "cell": cell_name(cfg), "full": full}
     tags = [str(t)[:64] for t in cfg.get("tags", []) if str(t)]
-    return [
-        WandbLogger(
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            group=str(cfg.logger.group),
-            job_type=cfg.logger.job_type,
-            name=cell_name(cfg),
-            save_dir=str(output_dir),
-            id=_wandb_id(output_dir),
-            resume="allow",
-            config=config,
-            tags=tags,
-        )
-    ]
+    # The run is made here, as its own ("create_new"): Lightning's logger would attach to wandb's global run,
+    # which is another run's when the runs of a pack (jackpot.runs.pack) share the process.
+    run = wandb.init(
+        project=cfg.logger.project, entity=cfg.logger.entity, group=str(cfg.logger.group),
+        job_type=cfg.logger.job_type, name=cell_name(cfg), dir=str(output_dir), id=_wandb_id(output_dir),
+        resume="allow", config=config, tags=tags, reinit="create_new",
+    )
+    return [WandbLogger(experiment=run, save_dir=str(output_dir))]
 
 
 def finish_loggers(loggers: list[Logger], summary: dict[str, Any], failed: bool) -> None:
     """Write the summary and close every wandb run, also after a crash (Lightning would reuse a live run)."""
     for logger in loggers:
         logger.finalize("failed" if failed else "success")
-    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
-        import wandb
-
-        if wandb.run is not None:
-            wandb.run.summary.update(summary)
-            wandb.finish(exit_code=1 if failed else 0)
+        if type(logger).__name__ == "WandbLogger":  # this run's own wandb run, not wandb's global one
+            logger.experiment.summary.update(summary)
+            logger.experiment.finish(exit_code=1 if failed else 0)

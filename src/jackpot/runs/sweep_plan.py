@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from jackpot.runs.cell_lock import is_running
 from jackpot.runs.identity import RUN_CONFIG_FILE
@@ -25,6 +25,7 @@ class JobPlan:
     complete: bool = False
     complete_in: str | None = None  # the sweep (`name`) that holds this very run, complete (`reuse_from`)
     missing_work: list[str] = field(default_factory=list)  # shared work (trunk, IMP rounds) not cached yet
+    config: Any = field(default=None, repr=False)  # the composed config, which a pack stores for its job
 
 
 def shared_work_first(jobs: Sequence[Job], missing: Callable[[Job], list[str]]) -> tuple[list[Job], ...]:

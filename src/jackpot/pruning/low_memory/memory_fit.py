@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,17 +49,17 @@ class OffloadChoice:
         return {**asdict(self), "path": "disk" if self.on_disk else "memory"}
 
 
-_last: OffloadChoice | None = None
+# Per thread: the runs of a pack (jackpot.runs.pack) score side by side in one process, each in its own thread.
+_latest = threading.local()
 
 
 def last_choice() -> OffloadChoice | None:
-    """The choice of this process's latest scoring (None if nothing was scored)."""
-    return _last
+    """The choice of this thread's latest scoring (None if nothing was scored)."""
+    return getattr(_latest, "choice", None)
 
 
 def record(choice: OffloadChoice) -> OffloadChoice:
-    global _last
-    _last = choice
+    _latest.choice = choice
     log.info("jackpot: %s", choice.describe())
     return choice
 
@@ -122,6 +123,5 @@ def fits_in_memory(estimate: int, available: int | None) -> bool:
 
 
 def forget() -> None:
-    """Start a run with no recorded choice (jobs of a sweep may share one process)."""
-    global _last
-    _last = None
+    """Start a run with no recorded choice (jobs of a sweep may share one process, and a thread)."""
+    _latest.choice = None
