@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_cfg, train_py
+from conftest import TINY, compose_cfg, lock_held_by_another_process, train_py
 from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.jackpot_sweeper.packing import check_pack, form_packs, pack_size
 from jackpot.config import ConfigError
 from jackpot.pruning import Masks
-from jackpot.runs.atomic_io import torch_load_safe
+from jackpot.runs.atomic_io import torch_load_safe, write_json_atomic
+from jackpot.runs.cell_lock import LOCK_FILE
+from jackpot.runs.claim import claim_paths
+from jackpot.runs.identity import identity_hash, run_identity
 from jackpot.runs.pack import MemberOutcome, run_pack
 from jackpot.train import run
 
@@ -97,6 +100,25 @@ def test_a_member_that_diverges_or_is_refused_fails_alone(tmp_path, cifar_root, 
     assert_same_run(fine.results, alone["snip-labels"])
 
 
+def test_members_running_elsewhere_are_skipped_and_the_rest_of_the_pack_runs(tmp_path, cifar_root, alone,
+                                                                              one_thread):
+    """One member's cell is held by another process (its cell lock), another member's run is being trained by a
+    sweep this one reuses from (its claim): both step aside, as jobs alone do, and the third runs."""
+    held = _cfg(tmp_path, cifar_root, ["pruner=random", "ratio=0.5", "seed=5"])
+    claimed = _cfg(tmp_path, cifar_root, ["pruner=random", "ratio=0.5", "seed=6"])
+    lock, record = claim_paths(Path(claimed.paths.cache_dir), identity_hash(run_identity(claimed)))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, {"active": {"name": "other", "output_dir": "/elsewhere/cell"}, "runs": {}})
+    members = [MemberOutcome(held), MemberOutcome(claimed), MemberOutcome(_cfg(tmp_path, cifar_root,
+                                                                                CELLS["snip-labels"]))]
+    with lock_held_by_another_process(Path(held.paths.output_dir) / LOCK_FILE), lock_held_by_another_process(lock):
+        busy, elsewhere, fine = run_pack(members, reuse_from=["other"], side_by_side=True)
+    assert busy.busy and busy.error is None and busy.results is None
+    assert "the same run is training in sweep other (/elsewhere/cell)" in elsewhere.busy
+    assert not (Path(claimed.paths.output_dir) / "results.json").exists()
+    assert_same_run(fine.results, alone["snip-labels"])
+
+
 def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_nothing(tmp_path, cifar_root):
     """A 3-job sweep as a pack of 2 and one job alone. The pack runs its members one after another and is killed
     in its 7th optimizer step (each run has 4: the second member's first step of its second epoch); the rerun
@@ -160,31 +182,39 @@ def test_packs_take_consecutive_alike_jobs_up_to_the_size():
     assert form_packs(jobs, lambda job: job[0], 1) == [[job] for job in jobs]
 
 
-@pytest.mark.parametrize(("accelerator", "launcher", "batch", "loader", "size"), [
-    ("gpu", {}, 64, "auto", 4),
-    ("gpu", {}, 256, "auto", 1),  # a big batch keeps the GPU busy alone
-    ("gpu", {}, 64, "torch", 1),  # data through host loaders: the host, not the GPU, is the limit
-    ("cpu", {}, 64, "auto", 1),
-    ("auto", {"gpus_per_node": 1}, 64, "auto", 4),  # SLURM: the jobs get a GPU on their node
-    ("auto", {"gpus_per_node": None, "gres": None}, 64, "auto", 1),
-    ("auto", {"ray": {"remote": {"num_gpus": 0}}}, 64, "auto", 1),
-    ("auto", {"ray": {"remote": {"num_gpus": 1}}}, 64, "auto", 4),
+@pytest.mark.parametrize(("accelerator", "launcher", "batch", "loader", "compiled", "size"), [
+    ("gpu", {}, 64, "auto", False, 4),
+    ("gpu", {}, 256, "auto", False, 1),  # a big batch keeps the GPU busy alone
+    ("gpu", {}, 64, "torch", False, 1),  # data through host loaders: the host, not the GPU, is the limit
+    ("gpu", {}, 64, "auto", True, 1),  # compiling in threads: only when asked for
+    ("cpu", {}, 64, "auto", False, 1),
+    ("auto", {"gpus_per_node": 1}, 64, "auto", False, 4),  # SLURM: the jobs get a GPU on their node
+    ("auto", {"gpus_per_node": None, "gres": None}, 64, "auto", False, 1),
+    ("auto", {"ray": {"remote": {"num_gpus": 0}}}, 64, "auto", False, 1),
+    ("auto", {"ray": {"remote": {"num_gpus": 1}}}, 64, "auto", False, 4),
+    ("gpu", {"ray": {"remote": {"num_gpus": 0.25}}}, 64, "auto", False, 1),  # 4 processes per GPU already
 ])
-def test_auto_packs_four_runs_per_gpu_at_small_batches(accelerator, launcher, batch, loader, size):
-    cfg = OmegaConf.create({"trainer": {"accelerator": accelerator},
+def test_auto_packs_four_runs_per_gpu_at_small_batches(accelerator, launcher, batch, loader, compiled, size):
+    cfg = OmegaConf.create({"trainer": {"accelerator": accelerator, "compile": compiled},
                             "dataset": {"batch_size": batch, "loader": loader}})
     assert pack_size("auto", cfg, OmegaConf.create(launcher)) == size
     assert pack_size(3, cfg, OmegaConf.create(launcher)) == 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA streams need a GPU")
-def test_runs_side_by_side_on_cuda_streams_end_as_each_run_alone(tmp_path, cifar_root):
-    """On a GPU (deterministic kernels, so that a run alone is reproducible at all), recorded steps included."""
+def test_runs_side_by_side_on_cuda_streams_end_as_each_run_alone(tmp_path, cifar_root, monkeypatch):
+    """On a GPU, each member on its own stream, steps recorded as CUDA graphs (3 warm-up steps of 6 per epoch,
+    then replays). cuDNN restricted to deterministic algorithms, as tests/test_step_graph.py's equality test does;
+    the runs alone go first, so the pack finds cuDNN's choices for these shapes made (a run alone with autotuning
+    is not reproducible across processes either)."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     cells = [CELLS["snip-labels"], ["pruner=smart_ratio", "ratio=0.8", "seed=4"]]
-    gpu = ("trainer.accelerator=gpu", "trainer.deterministic=true")
+    gpu = ("trainer.accelerator=gpu", "trainer.deterministic=false", "dataset.batch_size=32",
+           "trainer.limit_train_batches=6")
     reference = [run(_cfg(tmp_path / "alone", cifar_root, cell, gpu)) for cell in cells]
     outcomes = run_pack([MemberOutcome(_cfg(tmp_path / "pack", cifar_root, cell, gpu)) for cell in cells],
                         side_by_side=True)
     for outcome, expected in zip(outcomes, reference, strict=True):
         assert outcome.error is None, outcome.error
+        assert outcome.results["runtime"]["step"] == "recorded CUDA graph"
         assert_same_run(outcome.results, expected)

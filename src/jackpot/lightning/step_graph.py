@@ -64,6 +64,12 @@ def capture_blockers(device: torch.device, optimizer: torch.optim.Optimizer, hoo
     return reasons
 
 
+# Recording, and the warm-up step checked for host syncs, take turns between the threads of a process (the runs
+# of a pack, jackpot.runs.pack): a recording synchronises the device and empties the allocator's cache as it
+# starts, which must not land inside another thread's recording, and the sync check switches torch's
+# process-wide sync debug mode and Python's warning filters. Once per run each, so the turns cost nothing.
+_CAPTURE_TURN = threading.RLock()
+
 SYNC_WARNING = "called a synchronizing CUDA operation"  # what torch's sync debug mode "warn" says
 
 
@@ -178,7 +184,8 @@ class StepProgram:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         checked = self.eager_steps == self.warmup_steps - 1
-        with torch.cuda.stream(side), (HostSyncs() if checked else contextlib.nullcontext()) as syncs:
+        with (_CAPTURE_TURN if checked else contextlib.nullcontext()), torch.cuda.stream(side), \
+                (HostSyncs() if checked else contextlib.nullcontext()) as syncs:
             self._run(x, y, self.hooks)
         torch.cuda.current_stream(self.device).wait_stream(side)
         self.eager_steps += 1
@@ -199,6 +206,10 @@ class StepProgram:
 
         If recording fails and the graph is not `required`, this step and all later ones run eagerly (a warning
         names the error): a run is never lost to the speed-up."""
+        with _CAPTURE_TURN:  # one recording at a time in this process
+            self._record_now(x, y)
+
+    def _record_now(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self._static = (x.clone(), y.clone())
         graph, pool = torch.cuda.CUDAGraph(), torch.cuda.graph_pool_handle()
         stream = torch.cuda.current_stream(self.device)
