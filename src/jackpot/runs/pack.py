@@ -118,8 +118,9 @@ def read_pack(sweep_dir: Path, pack_id: str) -> tuple[list[MemberOutcome], bool 
     payload = json.loads(path.read_text())
     members = []
     for member in payload["members"]:
-        cfg = OmegaConf.create(member["config"])
-        OmegaConf.resolve(cfg)  # here, on the launching thread: `${hydra:...}` reads this job's Hydra config
+        # resolved here, on the launching thread, where `${hydra:...}` reads this job's Hydra config (through a
+        # container: OmegaConf.resolve refuses a resolver's list, such as schedule.milestones' milestones_at)
+        cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(member["config"]), resolve=True))
         OmegaConf.set_struct(cfg, True)
         members.append(MemberOutcome(cfg, tuple(member["overrides"])))
     return members, check_side_by_side(payload["side_by_side"])
