@@ -6,7 +6,8 @@ launcher pays once per job. This script measures all of them on real jobs and fu
 
   per-epoch time  = (wall_time_s(E2) - wall_time_s(E1)) / (E2 - E1)   from results.json, same cell, two lengths
   set-up in a run = wall_time_s(E1) - E1 * per-epoch time
-  process start   = the process's wall time - wall_time_s                (imports, CUDA, teardown)
+  process start   = the process's wall time - wall_time_s                (imports, CUDA, teardown), split by
+                    results.json's started_at / finished_at into before the run and after it
   per job in a -m sweep of K jobs = the sweep's wall time / K         (--sweep-jobs K, one process, no packs)
   packs (--pack K): -m sweeps of K jobs as one pack (hydra.sweeper.pack=K), at the two lengths:
     per-epoch time of a run in a pack = (wall(E2) - wall(E1)) / ((E2 - E1) * K), so the pack's speed-up is
@@ -36,12 +37,17 @@ REPO = Path(__file__).resolve().parents[1]
 POSTER_SWEEPS = ("dense", "random_tickets", "hybrid_tickets", "partially_trained", "partially_trained_lottery")
 
 
+LAST_PROCESS: dict[str, float] = {}  # wall-clock spawn and exit of the latest train.py process
+
+
 def run_train(args: list[str], cwd: Path) -> float:
     """Run `train.py args` and return its process wall time; stop on failure, showing its end."""
+    LAST_PROCESS["spawned_at"] = time.time()
     began = time.perf_counter()
     proc = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "WANDB_MODE": "disabled"})
     wall = time.perf_counter() - began
+    LAST_PROCESS["exited_at"] = time.time()
     if proc.returncode != 0:
         sys.exit(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return wall
@@ -60,15 +66,19 @@ def measure_model(model: str, data: Path, work: Path, epochs: tuple[int, int], s
     cold = None
     if cold_first:  # a first run fills the caches (compile); the two lengths then both find them warm
         cold = run_train([*common, f"schedule.epochs={epochs[0]}", f"name=e2e-{model}-cold"], work)
+    before, after = [], []
     for e in epochs:
         walls[e] = run_train([*common, f"schedule.epochs={e}", f"name=e2e-{model}-{e}"], work)
         (result,) = results_of(work, f"e2e-{model}-{e}")
         inside[e] = float(result["wall_time_s"])
+        before.append(result["started_at"] - LAST_PROCESS["spawned_at"])  # Python, imports, Hydra, CUDA start-up
+        after.append(LAST_PROCESS["exited_at"] - result["finished_at"])  # summary, teardown, interpreter exit
     e1, e2 = epochs
     per_epoch = (inside[e2] - inside[e1]) / (e2 - e1)
     setup = inside[e1] - e1 * per_epoch
     start = statistics.mean(walls[e] - inside[e] for e in epochs)
     costs = {"model": model, "epoch_s": per_epoch, "setup_s": setup, "process_start_s": start,
+             "before_run_s": statistics.mean(before), "after_run_s": statistics.mean(after),
              "runtime": result.get("runtime", {})}
     if cold is not None:
         costs["cold_extra_s"] = cold - walls[e1]  # what the first run of a sweep pays on top (a cold compile)
@@ -184,7 +194,8 @@ def main() -> None:
                                          args.cold_first)
             c = costs[model]
             line = (f"  {model}: epoch {c['epoch_s']:.2f} s, set-up in a run {c['setup_s']:.1f} s, process start and "
-                    f"end {c['process_start_s']:.1f} s")
+                    f"end {c['process_start_s']:.1f} s ({c['before_run_s']:.1f} s before the run, "
+                    f"{c['after_run_s']:.1f} s after it)")
             if "cold_extra_s" in c:
                 line += f", the first run {c['cold_extra_s']:.1f} s more (cold caches)"
             if "sweep_job_s" in c:

@@ -362,6 +362,9 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         "resumed": pruning.was_restored,
         "history": module.history,
         "wall_time_s": round(time.time() - started, 3),
+        # wall-clock start and end of the run inside its process: what a process spends before and after them
+        # (imports, CUDA start-up, teardown) is scripts/end_to_end.py's process start and end
+        "started_at": round(started, 3), "finished_at": round(time.time(), 3),
         "runtime": describe_runtime(cfg, trainer, module, datamodule),
         "versions": {"jackpot": jackpot.__version__, "torch": torch.__version__, "lightning": L.__version__,
                      "python": platform.python_version()},
