@@ -119,6 +119,19 @@ def test_members_running_elsewhere_are_skipped_and_the_rest_of_the_pack_runs(tmp
     assert_same_run(fine.results, alone["snip-labels"])
 
 
+def test_members_that_need_the_same_dense_trunk_train_it_once(tmp_path, cifar_root, alone, one_thread):
+    """Side by side, one member trains the trunk while the other waits on its lock (a flock per open file, so
+    threads of one process exclude each other as processes do), then reads it."""
+    lottery = _cfg(tmp_path, cifar_root, ["pruner=lottery", "ratio=0.8", "pruner.pretrain_epochs=1", "seed=0"])
+    rewinding = _cfg(tmp_path, cifar_root, CELLS["lr_rewinding"])
+    outcomes = run_pack([MemberOutcome(lottery), MemberOutcome(rewinding)], side_by_side=True)
+    assert all(outcome.error is None for outcome in outcomes), [outcome.error for outcome in outcomes]
+    trunks = [outcome.results["trunk"] for outcome in outcomes]
+    assert trunks[0]["hash"] == trunks[1]["hash"]
+    assert sorted(trunk["reused"] for trunk in trunks) == [False, True]
+    assert_same_run(outcomes[1].results, alone["lr_rewinding"])
+
+
 def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_nothing(tmp_path, cifar_root):
     """A 3-job sweep as a pack of 2 and one job alone. The pack runs its members one after another and is killed
     in its 7th optimizer step (each run has 4: the second member's first step of its second epoch); the rerun
