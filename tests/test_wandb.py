@@ -57,3 +57,23 @@ def test_an_empty_stored_wandb_id_is_replaced_not_reused(tmp_path):
     run_id = _wandb_id(tmp_path)
     assert len(run_id) == 8 and (tmp_path / "wandb_id.txt").read_text() == run_id
     assert _wandb_id(tmp_path) == run_id
+
+
+def test_runs_of_a_pack_side_by_side_each_log_their_own_wandb_run(tmp_path):
+    """Two runs in one process at once (hydra.sweeper.pack): wandb's global run would be one of them; each logs
+    to its own, with its own name, config and summary."""
+    proc = _train_py(["-m", *TINY_DIGITS, "ratio=0.5,0.9", f"paths.root_dir={tmp_path}", "hydra.sweeper.pack=2",
+                      "hydra.sweeper.pack_side_by_side=true"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "a pack of 2 runs in this process, side by side" in proc.stdout
+    job_dirs = sorted(p.parent for p in (tmp_path / "outputs").rglob("results.json"))
+    assert len(job_dirs) == 2
+    ids = set()
+    for job_dir in job_dirs:
+        (run,) = _runs(job_dir)
+        results = json.loads((job_dir / "results.json").read_text())
+        assert run["name"] == f"resnet8-digits-random-none-r{results['cell']['ratio']}-s0"
+        assert json.loads(run["config"]["ratio"]) == results["cell"]["ratio"]
+        assert json.loads(run["summary"]["final_acc"]) == results["final_acc"] and run["exit_code"] == 0
+        ids.add(run["id"])
+    assert len(ids) == 2
