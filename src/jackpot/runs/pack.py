@@ -113,8 +113,9 @@ def read_pack(sweep_dir: Path, pack_id: str) -> tuple[list[MemberOutcome], bool 
     """The members (config and overrides; no outcome yet), in pack order, and the side-by-side setting."""
     path = pack_path(sweep_dir, pack_id)
     if not path.is_file():
-        raise ConfigError(f"+{PACK_KEY}={pack_id}: no pack file {path}; packs are made by the sweeper "
-                          "(hydra.sweeper.pack), not given on the command line")
+        raise ConfigError(f"+{PACK_KEY}={pack_id}: no pack file {path}. The sweeper writes it there before it "
+                          "launches the pack (hydra.sweeper.pack), so the sweep dir must be on storage every node "
+                          "sees; with outputs on each node's own disk, launch with hydra.sweeper.pack=1")
     payload = json.loads(path.read_text())
     members = []
     for member in payload["members"]:
