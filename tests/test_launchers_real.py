@@ -104,3 +104,42 @@ def test_slurm_launcher_refuses_jobs_no_node_holds_then_runs_a_cpu_sweep(tmp_pat
         assert "jackpot: all 2 jobs already complete, nothing launched" in again
         assert slurm.run("squeue", "--noheader").stdout.strip() == ""
     print(f"slurm sweep: {time.monotonic() - started:.0f} s")
+
+
+def _pack_ran(tmp_path: Path) -> None:
+    """Both cells complete, written by one process: the first cell's job log names the pack."""
+    completed_cells(tmp_path)
+    first = tmp_path / "outputs" / "quickstart" / "resnet8-digits" / CELLS[0] / "train.log"
+    assert "a pack of 2 runs in this process, side by side" in first.read_text()
+
+
+def test_ray_cluster_launcher_runs_a_pack_of_two_runs_as_one_job(tmp_path):
+    """hydra.sweeper.pack=2 on the Ray cluster: one Ray task trains both runs side by side (forced on the CPU),
+    reading its members from the sweep dir, which the head node shares with itself here."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
+    if ray_program() is None:
+        pytest.skip("no `ray` command in this venv: pip install -e '.[ray]'")
+    packed = ["hydra/launcher=ray_cluster", "hydra.launcher.ray.remote.num_cpus=1", "hydra.sweeper.pack=2",
+              "hydra.sweeper.pack_side_by_side=true"]
+    with ray_head(num_cpus=2) as env:
+        printed = sweep(tmp_path, *packed, env=env)
+        assert "Ray Launcher is launching 1 jobs" in printed
+        _pack_ran(tmp_path)
+
+
+def test_slurm_launcher_runs_a_pack_of_two_runs_as_one_array_task(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
+    if missing := missing_programs(SLURM_PROGRAMS):
+        pytest.skip(f"SLURM not installed (no {', '.join(missing)}): make clusters")
+    if os.geteuid() != 0:
+        pytest.skip("slurmd runs jobs as root here: run the SLURM test as root")
+    with slurm_cluster() as slurm:
+        env = {"SLURM_CONF": slurm.env["SLURM_CONF"]}
+        sweep(tmp_path, "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+              "hydra.launcher.timeout_min=10", "hydra.sweeper.pack=2", "hydra.sweeper.pack_side_by_side=true",
+              env=env)
+        _pack_ran(tmp_path)
+        scripts = list((tmp_path / "outputs" / "quickstart" / ".submitit").rglob("*_submission.sh"))
+        assert len(scripts) == 1 and "#SBATCH --array" not in scripts[0].read_text()  # one task, not an array of 2
+        if slurm.accounting:
+            assert wait_for_states(slurm, ["1|COMPLETED"])

@@ -147,8 +147,11 @@ def run_pack(outcomes: Sequence[MemberOutcome], reuse_from: Sequence[str] = (),
     log.info(f"jackpot: a pack of {len(outcomes)} runs in this process, {how}")
     with member_logs([outcome.cfg for outcome in outcomes]):
         if side_by_side:
+            # daemon: Ctrl-C or a SIGTERM ends the process as it ends a run alone, without waiting for the other
+            # members (every write is atomic; each run resumes from its last checkpoint)
             threads = [threading.Thread(target=_run_member, args=(index, outcome, reuse_from, True),
-                                        name=f"jackpot-pack-{index}") for index, outcome in enumerate(outcomes)]
+                                        name=f"jackpot-pack-{index}", daemon=True)
+                       for index, outcome in enumerate(outcomes)]
             for thread in threads:
                 thread.start()
             for thread in threads:
