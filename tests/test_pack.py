@@ -179,6 +179,21 @@ def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_n
     assert again.returncode == 0 and "all 3 jobs already complete, nothing launched" in again.stdout
 
 
+@pytest.mark.slow
+def test_compiled_runs_side_by_side_compile_cold_and_end_as_each_run_alone(tmp_path, cifar_root, one_thread,
+                                                                          monkeypatch):
+    """torch.compile in two threads at once, from a cold Inductor cache (~30 s here: `make test-full`); then the
+    same runs alone, which find the compiled code cached, end bit for bit the same."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    cells = [["pruner=smart_ratio", "ratio=0.8", f"seed={seed}", "trainer.compile=true"] for seed in (0, 1)]
+    outcomes = run_pack([MemberOutcome(_cfg(tmp_path / "pack", cifar_root, cell)) for cell in cells],
+                        side_by_side=True)
+    for cell, outcome in zip(cells, outcomes, strict=True):
+        assert outcome.error is None, outcome.error
+        assert outcome.results["runtime"]["compiled"] is True
+        assert_same_run(outcome.results, run(_cfg(tmp_path / "alone", cifar_root, cell)))
+
+
 def test_pack_settings_are_checked_before_anything_runs(tmp_path):
     proc = train_py(["-m", "experiment=quickstart", "seed=0,1", "hydra.sweeper.pack=0"], cwd=tmp_path)
     assert proc.returncode == 2 and "hydra.sweeper.pack=0 is not allowed" in proc.stderr
@@ -200,7 +215,7 @@ def test_packs_take_consecutive_alike_jobs_up_to_the_size():
     ("gpu", {}, 64, "auto", False, 4),
     ("gpu", {}, 256, "auto", False, 1),  # a big batch keeps the GPU busy alone
     ("gpu", {}, 64, "torch", False, 1),  # data through host loaders: the host, not the GPU, is the limit
-    ("gpu", {}, 64, "auto", True, 1),  # compiling in threads: only when asked for
+    ("gpu", {}, 64, "auto", True, 4),  # compiled too (compiling in threads: the slow test above)
     ("cpu", {}, 64, "auto", False, 1),
     ("auto", {"gpus_per_node": 1}, 64, "auto", False, 4),  # SLURM: the jobs get a GPU on their node
     ("auto", {"gpus_per_node": None, "gres": None}, 64, "auto", False, 1),

@@ -1,10 +1,9 @@
 """Which jobs of a sweep run together as one pack (jackpot.runs.pack), and how many to a pack.
 
 `hydra.sweeper.pack`: an integer (1: every job its own process), or `auto`: 4 where each job trains on a GPU of
-its own with its data on the device at batch <= 128 and the network is not compiled (4 runs side by side on an
-H200: 1.89-2.02x the throughput of one, docs/benchmarks.md), else 1; also 1 where the launcher already puts
-several processes on a GPU (a Ray share below one GPU). Compiled runs are packed only when asked for:
-torch.compile in several threads at once has not been measured on a GPU yet.
+its own with its data on the device at batch <= 128 (4 runs side by side on an H200: 1.89-2.02x the throughput
+of one, docs/benchmarks.md), else 1; also 1 where the launcher already puts several processes on a GPU (a Ray
+share below one GPU).
 
 Members share the model, the dataset, its batch size and every trainer setting, so they are alike in memory and
 speed and each member's process-wide settings (cuDNN autotuning, determinism) are what it would have alone.
@@ -63,8 +62,7 @@ def pack_size(setting: int | str, cfg: DictConfig, launcher: DictConfig) -> int:
     if isinstance(share, float) and 0 < share < 1:  # ray_local_fractional: processes share each GPU already
         return 1
     on_device = cfg.dataset.loader in ("auto", "device")
-    small = int(cfg.dataset.batch_size) <= AUTO_MAX_BATCH
-    if jobs_get_a_gpu(cfg, launcher) and on_device and small and not cfg.trainer.get("compile"):
+    if jobs_get_a_gpu(cfg, launcher) and on_device and int(cfg.dataset.batch_size) <= AUTO_MAX_BATCH:
         return AUTO_PACK
     return 1
 
