@@ -148,6 +148,7 @@ def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_n
     assert dry.returncode == 0, dry.stderr[-3000:]
     planned = re.findall(r"#(\d) - new: .* seed=(\d) .*?(\(pack \d\))?$", dry.stdout + dry.stderr, re.MULTILINE)
     assert planned == [("0", "0", "(pack 1)"), ("1", "1", "(pack 1)"), ("2", "2", "")]
+    assert "3 jobs would be launched in 2 processes (hydra.sweeper.pack=2), in the order above" in dry.stdout
 
     killed = train_py([*packed, "hydra.sweeper.pack_side_by_side=false"], fault="step:7")
     assert killed.returncode == -9, killed.stderr[-3000:]

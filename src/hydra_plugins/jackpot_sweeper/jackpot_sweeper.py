@@ -243,14 +243,19 @@ class LaunchUnfinished:
                          f"the {len(readers)} that read them last")
         if self.sweeper.dry_run:
             roles = {**{tuple(job): "trains" for job in trainers}, **{tuple(job): "reads" for job in readers}}
-            packs = {tuple(job): number for number, pack in enumerate(self._packs(todo), start=1) if len(pack) > 1
-                     for job in pack}
+            waiting = self.sweeper.wait_for_trunks and readers and len(readers) < len(todo)
+            launches = [todo[:len(todo) - len(readers)], readers] if waiting else [todo]
+            packs = [pack for launch in launches for pack in self._packs(launch)]  # as the launches form them
+            numbers = {tuple(job): number for number, pack in enumerate([p for p in packs if len(p) > 1], start=1)
+                       for job in pack}
             for index, job in enumerate(todo, start=initial_job_idx):
                 state = job_state(plan(job).output_dir)
-                in_pack = f" (pack {packs[tuple(job)]})" if tuple(job) in packs else ""
+                in_pack = f" (pack {numbers[tuple(job)]})" if tuple(job) in numbers else ""
                 log.info(f"  #{index} {roles.get(tuple(job), '-')} {state}: {' '.join(job)}{in_pack}")
-            waits = f", the last {len(readers)} once the others finished" if self.sweeper.wait_for_trunks else ""
-            log.info(f"jackpot: dry run (hydra.sweeper.dry_run=true): {len(todo)} jobs would be launched, "
+            waits = f", the last {len(readers)} once the others finished" if waiting else ""
+            processes = (f" in {len(packs)} processes (hydra.sweeper.pack={self.sweeper.pack})"
+                         if len(packs) < len(todo) else "")
+            log.info(f"jackpot: dry run (hydra.sweeper.dry_run=true): {len(todo)} jobs would be launched{processes}, "
                      f"in the order above{waits}; nothing launched")
             return []
         if self.sweeper.wait_for_trunks and readers and len(readers) < len(todo):
