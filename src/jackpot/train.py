@@ -39,6 +39,7 @@ from jackpot.runs.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointI
 from jackpot.runs.claim import SKIPPED, RunElsewhere, claim_run
 from jackpot.runs.identity import RUN_CONFIG_FILE, identity_hash, run_identity
 from jackpot.runs.output_dir import holds_finished_run
+from jackpot.runs.pack import TICKET_TURN
 from jackpot.runs.results import PROGRESS_FILE, RESULTS_FILE, read_progress, read_results, write_progress, write_results
 from jackpot.runs.trunk import Trunk, TrunkCache
 from jackpot.ticket import TicketRecipe, build_ticket
@@ -308,11 +309,12 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         return scoring_module.scoring_batch(cfg.dataset.samples_per_class, seed=seed)
 
     def make_ticket(net: torch.nn.Module):
-        masks = build_ticket(
-            net, recipe, init_state=init_state, trained_state=source.trained_state if source else None,
-            batches=scoring_batches, previous_masks=previous_masks, input_shape=datamodule.input_shape,
-            fresh_init=lambda: make_model(cfg, num_classes, seed + REINIT_SEED_OFFSET).state_dict(),
-        )
+        with TICKET_TURN:  # one scoring at a time in this process (the runs of a pack)
+            masks = build_ticket(
+                net, recipe, init_state=init_state, trained_state=source.trained_state if source else None,
+                batches=scoring_batches, previous_masks=previous_masks, input_shape=datamodule.input_shape,
+                fresh_init=lambda: make_model(cfg, num_classes, seed + REINIT_SEED_OFFSET).state_dict(),
+            )
         faults.reach("score")
         return masks
 

@@ -38,6 +38,11 @@ from jackpot.runs.atomic_io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
+# The runs of a pack make their tickets one at a time: a scoring's peak (GraSP on CIFAR-100's 1,000 images holds
+# several GiB of activations) is sized as if the run were alone on its device, and it takes seconds next to the
+# minutes of training that the members then do side by side.
+TICKET_TURN = threading.Lock()
+
 PACK_KEY = "jackpot_pack"  # the override that makes a job a pack: +jackpot_pack=<id>
 PACKS_DIR = ".jackpot_packs"  # under the sweep dir
 SIDE_BY_SIDE = ("auto", True, False)  # auto: side by side on a GPU, one after another elsewhere
