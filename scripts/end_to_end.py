@@ -17,6 +17,7 @@ then projects each sweep in multirun_sweeps/ (its jobs composed as Hydra would, 
 counted once, at their epochs) to hours: one run at a time, and K runs to a GPU in packs.
 
   python scripts/end_to_end.py --out e2e.json           # on a GPU: vgg19, resnet32, 1 and 3 epochs, packs of 4
+  python scripts/end_to_end.py --project-from docs/e2e_h200_issue19.json      # the projection alone
   python scripts/end_to_end.py --models resnet8 --pack-models resnet8 --epochs 1,2 --train 2000 --test 500 \
       --pack 2 --pack-side-by-side true                 # CPU smoke
 """
@@ -179,8 +180,14 @@ def main() -> None:
                         help="one more run first, filling the caches (compile); its extra time is reported")
     parser.add_argument("--extra", default="", help="more overrides for every run, space-separated")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--project-from", type=Path, default=None,
+                        help="measure nothing: project from the figures of an earlier --out (costs, packs)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
+    if args.project_from:
+        figures = json.loads(args.project_from.read_text())
+        print_projection(figures["costs"], figures.get("packs") or {}, args.pack)
+        return
     from jackpot.data.fake_cifar import write_fake_cifar
 
     e1, e2 = (int(e) for e in args.epochs.split(","))
@@ -209,16 +216,21 @@ def main() -> None:
             print(f"  {model}: epoch of a run in a pack of {args.pack} {pack['epoch_s']:.2f} s, "
                   f"{pack['speedup']:.2f}x a run alone; overhead {pack['overhead_per_run_s']:.1f} s per run",
                   flush=True)
+    projection = print_projection(costs, packs, args.pack)
+    if args.out:
+        args.out.write_text(json.dumps({"costs": costs, "packs": packs, "projection": projection}, indent=2))
+
+
+def print_projection(costs: dict[str, dict], packs: dict[str, dict], size: int) -> dict:
     names = sorted(p.stem for p in (REPO / "multirun_sweeps").glob("*.yaml") if p.stem != "quickstart")
     projection = project(names, costs, packs)
     print("\nprojected hours (160 epochs per ticket, shared trunks once): one run at a time"
-          + (f" | {args.pack} to a GPU in packs" if packs else ""))
+          + (f" | {size} to a GPU in packs" if packs else ""))
     for name, row in projection.items():
         packed = f" | {row['hours_packed']:7.1f} h" if "hours_packed" in row else ""
         print(f"  {name:28s} {row['hours']:7.1f} h{packed}  ({row['runs']} runs, "
               f"{row['trunks_and_rounds']} trunks/rounds)")
-    if args.out:
-        args.out.write_text(json.dumps({"costs": costs, "packs": packs, "projection": projection}, indent=2))
+    return projection
 
 
 if __name__ == "__main__":

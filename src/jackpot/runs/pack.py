@@ -187,8 +187,7 @@ def _run_member(index: int, outcome: MemberOutcome, reuse_from: Sequence[str], o
         outcome.busy = str(busy)
     except Exception as err:  # this member alone: the others go on
         outcome.error = err
-        if outcome.refused:  # as a job alone: one line, and the folder made for it goes again
-            log.error(f"jackpot: {outcome.output_dir}: {err}")
+        if outcome.refused:  # as a job alone: the folder made for it goes again (train.py prints the one line)
             with contextlib.suppress(Exception):
                 discard_unstarted(outcome.output_dir, Path(outcome.cfg.paths.log_dir))
         else:
