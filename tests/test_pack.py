@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,13 @@ from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.jackpot_sweeper.packing import check_pack, form_packs, pack_size
 from jackpot.config import ConfigError
+from jackpot.lightning.step_graph import capture_turn
 from jackpot.pruning import Masks
 from jackpot.runs.atomic_io import torch_load_safe, write_json_atomic
 from jackpot.runs.cell_lock import LOCK_FILE
 from jackpot.runs.claim import claim_paths
 from jackpot.runs.identity import identity_hash, run_identity
-from jackpot.runs.pack import MemberOutcome, run_pack
+from jackpot.runs.pack import MemberOutcome, _cache_emptied_between_recordings, run_pack
 from jackpot.train import run
 
 # A method scored at init on a data check, and one that trains (and caches) a dense trunk first.
@@ -204,6 +206,24 @@ def test_pack_settings_are_checked_before_anything_runs(tmp_path):
     assert not (tmp_path / "outputs").exists()
     with pytest.raises(ConfigError, match="pack=True"):
         check_pack(True)
+
+
+def test_emptying_the_cuda_cache_waits_while_another_member_records_its_step(monkeypatch):
+    """Lightning empties the cache when a member's fit ends; during another member's recording that would
+    synchronise the device under the recording, so in a pack it waits for the recording's turn to end."""
+    emptied: list[str] = []
+    plain = lambda: emptied.append(threading.current_thread().name)  # noqa: E731
+    monkeypatch.setattr(torch.cuda, "empty_cache", plain)
+    with _cache_emptied_between_recordings(True):
+        with capture_turn():  # a member records its step
+            ender = threading.Thread(target=torch.cuda.empty_cache, name="a member's fit ends")
+            ender.start()
+            ender.join(timeout=0.3)
+            assert ender.is_alive() and emptied == []
+            torch.cuda.empty_cache()  # the recording empties it itself (torch.cuda.graph does, the turn held)
+        ender.join(timeout=10)
+        assert emptied == ["MainThread", "a member's fit ends"]
+    assert torch.cuda.empty_cache is plain
 
 
 def test_packs_take_consecutive_alike_jobs_up_to_the_size():

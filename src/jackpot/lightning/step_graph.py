@@ -64,11 +64,18 @@ def capture_blockers(device: torch.device, optimizer: torch.optim.Optimizer, hoo
     return reasons
 
 
-# Recording, and the warm-up step checked for host syncs, take turns between the threads of a process (the runs
-# of a pack, jackpot.runs.pack): a recording synchronises the device and empties the allocator's cache as it
-# starts, which must not land inside another thread's recording, and the sync check switches torch's
-# process-wide sync debug mode and Python's warning filters. Once per run each, so the turns cost nothing.
+# Recording, and the warm-up steps before it, take turns between the threads of a process (the runs of a pack,
+# jackpot.runs.pack). A recording synchronises the device and empties the allocator's cache as it starts, and a
+# warm-up step's first kernels of a shape may autotune (cuDNN) and allocate: neither may land inside another
+# thread's recording. The sync check also switches torch's process-wide sync debug mode and Python's warning
+# filters. A few steps per run, so the turns cost nothing; `capture_turn` is the lock.
 _CAPTURE_TURN = threading.RLock()
+
+
+def capture_turn() -> threading.RLock:
+    """The lock a thread holds while it warms up or records a step: work that must not run during another
+    thread's recording (emptying the allocator's cache, say) takes it too."""
+    return _CAPTURE_TURN
 
 SYNC_WARNING = "called a synchronizing CUDA operation"  # what torch's sync debug mode "warn" says
 
@@ -184,8 +191,7 @@ class StepProgram:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         checked = self.eager_steps == self.warmup_steps - 1
-        with (_CAPTURE_TURN if checked else contextlib.nullcontext()), torch.cuda.stream(side), \
-                (HostSyncs() if checked else contextlib.nullcontext()) as syncs:
+        with _CAPTURE_TURN, torch.cuda.stream(side), (HostSyncs() if checked else contextlib.nullcontext()) as syncs:
             self._run(x, y, self.hooks)
         torch.cuda.current_stream(self.device).wait_stream(side)
         self.eager_steps += 1

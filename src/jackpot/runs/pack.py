@@ -150,7 +150,8 @@ def run_pack(outcomes: Sequence[MemberOutcome], reuse_from: Sequence[str] = (),
     if side_by_side:
         how = "side by side, each in its own thread" + (" and CUDA stream" if _cuda_members(outcomes) else "")
     log.info(f"jackpot: a pack of {len(outcomes)} runs in this process, {how}")
-    with member_logs([outcome.cfg for outcome in outcomes]):
+    cuda = side_by_side and _cuda_members(outcomes)
+    with member_logs([outcome.cfg for outcome in outcomes]), _cache_emptied_between_recordings(cuda):
         if side_by_side:
             # daemon: Ctrl-C or a SIGTERM ends the process as it ends a run alone, without waiting for the other
             # members (every write is atomic; each run resumes from its last checkpoint)
@@ -165,6 +166,31 @@ def run_pack(outcomes: Sequence[MemberOutcome], reuse_from: Sequence[str] = (),
             for index, outcome in enumerate(outcomes):
                 _run_member(index, outcome, reuse_from, False)
     return outcomes
+
+
+@contextlib.contextmanager
+def _cache_emptied_between_recordings(active: bool) -> Iterator[None]:
+    """While members train side by side on CUDA, `torch.cuda.empty_cache` (Lightning calls it when a fit ends, a
+    member's dense trunk say) waits until no other member is recording its step: freeing device memory
+    synchronises the device, which a recording under way does not survive."""
+    if not active:
+        yield
+        return
+    import torch
+
+    from jackpot.lightning.step_graph import capture_turn
+
+    empty_cache = torch.cuda.empty_cache
+
+    def empty_cache_between_recordings() -> None:
+        with capture_turn():
+            empty_cache()
+
+    torch.cuda.empty_cache = empty_cache_between_recordings
+    try:
+        yield
+    finally:
+        torch.cuda.empty_cache = empty_cache
 
 
 def _cuda_members(outcomes: Sequence[MemberOutcome]) -> bool:
