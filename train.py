@@ -57,7 +57,8 @@ def _run_pack(pack_id: str) -> list[float | None]:
     except USER_ERRORS as err:
         exit_with_user_error(err)
     _quiet_lightning_in_jobs()
-    outcomes = run_pack(members, _sweeps_reused_from(), runs_side_by_side([m.cfg for m in members], side_by_side))
+    outcomes = run_pack(members, _sweeps_reused_from(), runs_side_by_side([m.cfg for m in members], side_by_side),
+                        pack_id=pack_id)
     for outcome in outcomes:
         if outcome.results is not None:
             print_results(outcome.results)

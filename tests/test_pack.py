@@ -20,6 +20,7 @@ from conftest import TINY, compose_cfg, lock_held_by_another_process, train_py
 from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.jackpot_sweeper.packing import check_pack, form_packs, pack_size
+from jackpot import tables
 from jackpot.config import ConfigError
 from jackpot.lightning.step_graph import capture_turn
 from jackpot.pruning import Masks
@@ -134,7 +135,8 @@ def test_members_that_need_the_same_dense_trunk_train_it_once(tmp_path, cifar_ro
     assert_same_run(outcomes[1].results, alone["lr_rewinding"])
 
 
-def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_nothing(tmp_path, cifar_root):
+def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_nothing(tmp_path, cifar_root,
+                                                                                       capsys):
     """A 3-job sweep as a pack of 2 and one job alone. The pack runs its members one after another and is killed
     in its 7th optimizer step (each run has 4: the second member's first step of its second epoch); the rerun
     packs the two unfinished runs side by side, the killed one resumes from its checkpoint, and all three end
@@ -177,6 +179,16 @@ def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_n
         assert f"seed={seed}" in OmegaConf.load(folder / ".hydra" / "overrides.yaml")
         log = (folder / "train.log").read_text()
         assert f"s{seed} ticket epoch 2/2" in log and not re.search(rf"-s(?!{seed})\d ticket epoch", log)
+
+    # runtime.pack: the resumed pair trained side by side in one pack; seed 0 (one after another) counts alone
+    packs = {seed: got[seed]["runtime"]["pack"] for seed in (0, 1, 2)}
+    assert packs[0]["size"] == 2 and packs[0]["side_by_side"] is False and packs[2] == {
+        "id": packs[1]["id"], "size": 2, "side_by_side": True}
+    assert all(expected[seed]["runtime"]["pack"] is None for seed in (0, 1, 2))
+    code = tables.main([str(tmp_path / "packed" / "outputs"), "--format", "rich"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "default: 3 runs took" in printed
+    assert "2 of them side by side in 1 packs, each pack counted once" in printed
 
     again = train_py(packed)
     assert again.returncode == 0 and "all 3 jobs already complete, nothing launched" in again.stdout

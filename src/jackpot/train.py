@@ -39,7 +39,7 @@ from jackpot.runs.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointI
 from jackpot.runs.claim import SKIPPED, RunElsewhere, claim_run
 from jackpot.runs.identity import RUN_CONFIG_FILE, identity_hash, run_identity
 from jackpot.runs.output_dir import holds_finished_run
-from jackpot.runs.pack import TICKET_TURN
+from jackpot.runs.pack import TICKET_TURN, current_pack
 from jackpot.runs.results import PROGRESS_FILE, RESULTS_FILE, read_progress, read_results, write_progress, write_results
 from jackpot.runs.trunk import Trunk, TrunkCache
 from jackpot.ticket import TicketRecipe, build_ticket
@@ -152,6 +152,7 @@ def describe_runtime(cfg: DictConfig, trainer: L.Trainer, module: Classification
         "device": f"{device.type}: {name}", "precision": str(trainer.precision), "loader": datamodule.loader,
         "compiled": bool(cfg.trainer.compile), "steps_per_call": getattr(module, "steps_per_call", 1),
         "step": step, "scoring": scoring.as_dict() if scoring else "none in this process",
+        "pack": current_pack(),  # trained in a pack (hydra.sweeper.pack): its id, size, side by side or not
     }
 
 

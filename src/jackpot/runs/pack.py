@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,9 +144,11 @@ def runs_side_by_side(cfgs: Sequence[DictConfig], setting: bool | str) -> bool:
     return torch.cuda.is_available() and all(uses_gpu(cfg) for cfg in cfgs)
 
 
-def run_pack(outcomes: Sequence[MemberOutcome], reuse_from: Sequence[str] = (),
-             side_by_side: bool = False) -> Sequence[MemberOutcome]:
-    """Run every member, filling in its outcome; a member's failure never stops another member."""
+def run_pack(outcomes: Sequence[MemberOutcome], reuse_from: Sequence[str] = (), side_by_side: bool = False,
+             pack_id: str | None = None) -> Sequence[MemberOutcome]:
+    """Run every member, filling in its outcome; a member's failure never stops another member. Each member's
+    results.json says which pack it trained in (`runtime.pack`; a pack without an id gets one)."""
+    about = {"id": pack_id or f"pack-{uuid.uuid4().hex[:16]}", "size": len(outcomes), "side_by_side": side_by_side}
     how = "one after another"
     if side_by_side:
         how = "side by side, each in its own thread" + (" and CUDA stream" if _cuda_members(outcomes) else "")
@@ -155,7 +158,7 @@ def run_pack(outcomes: Sequence[MemberOutcome], reuse_from: Sequence[str] = (),
         if side_by_side:
             # daemon: Ctrl-C or a SIGTERM ends the process as it ends a run alone, without waiting for the other
             # members (every write is atomic; each run resumes from its last checkpoint)
-            threads = [threading.Thread(target=_run_member, args=(index, outcome, reuse_from, True),
+            threads = [threading.Thread(target=_run_member, args=(index, outcome, reuse_from, about),
                                         name=f"jackpot-pack-{index}", daemon=True)
                        for index, outcome in enumerate(outcomes)]
             for thread in threads:
@@ -164,7 +167,7 @@ def run_pack(outcomes: Sequence[MemberOutcome], reuse_from: Sequence[str] = (),
                 thread.join()
         else:
             for index, outcome in enumerate(outcomes):
-                _run_member(index, outcome, reuse_from, False)
+                _run_member(index, outcome, reuse_from, about)
     return outcomes
 
 
@@ -199,15 +202,20 @@ def _cuda_members(outcomes: Sequence[MemberOutcome]) -> bool:
     return torch.cuda.is_available() and any(uses_gpu(outcome.cfg) for outcome in outcomes)
 
 
-def _run_member(index: int, outcome: MemberOutcome, reuse_from: Sequence[str], own_stream: bool) -> None:
+def current_pack() -> dict[str, Any] | None:
+    """The pack this thread's run trains in (id, size, side_by_side), None for a run alone."""
+    return getattr(_member, "pack", None)
+
+
+def _run_member(index: int, outcome: MemberOutcome, reuse_from: Sequence[str], pack: dict[str, Any]) -> None:
     from jackpot.runs.cell_lock import CellBusy
     from jackpot.runs.output_dir import discard_unstarted
     from jackpot.train import run
 
-    _member.index = index
+    _member.index, _member.pack = index, pack
     try:
         _record_job(outcome)
-        with _own_cuda_stream(outcome.cfg) if own_stream else contextlib.nullcontext():
+        with _own_cuda_stream(outcome.cfg) if pack["side_by_side"] else contextlib.nullcontext():
             outcome.results = run(outcome.cfg, reuse_from=reuse_from)
     except CellBusy as busy:
         outcome.busy = str(busy)
@@ -219,7 +227,7 @@ def _run_member(index: int, outcome: MemberOutcome, reuse_from: Sequence[str], o
         else:
             log.error(f"jackpot: {outcome.output_dir} failed: {type(err).__name__}: {err}", exc_info=err)
     finally:
-        _member.index = None
+        _member.index, _member.pack = None, None
 
 
 def _record_job(outcome: MemberOutcome) -> None:
@@ -252,7 +260,7 @@ def _own_cuda_stream(cfg: DictConfig) -> Iterator[None]:
 
 
 # Each member's log lines go to its own train.log ------------------------------------------------------------------
-_member = threading.local()  # .index: the member this thread runs (None: the pack itself)
+_member = threading.local()  # .index: the member this thread runs (None: the pack itself); .pack: current_pack
 
 
 class _MemberFilter(logging.Filter):

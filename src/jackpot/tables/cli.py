@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from jackpot.tables.battery import battery_spec, is_battery, report_battery
+from jackpot.tables.cost import sweep_cost
 from jackpot.tables.figures import plot_accuracy_vs_ratio, plot_layer_densities
 from jackpot.tables.layout import make_layout
 from jackpot.tables.loading import Loaded, load_sources
@@ -164,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in summaries:
             console.print(f"[yellow]{name}: no cells to show (no runs yet, and its grid leaves an axis to the "
                           "config's defaults)[/yellow]")
+    for name in names:  # what each sweep's runs cost in device time
+        if not loaded.runs.empty and (cost := sweep_cost(loaded.runs[loaded.runs["name"] == name])) is not None:
+            console.print(cost.describe(name), markup=False, highlight=False, soft_wrap=True)
     if summaries and writes:
         console.print(f"written to {out}/")
     if args.wandb and summaries:

@@ -26,7 +26,7 @@ class Loaded:
 
 
 RUN_COLUMNS = ["name", *AXES, "seed", "status", "final_acc", "best_acc", "layers", "identity", "source_path",
-               "mtime"]
+               "mtime", "wall_time_s", "started_at", "finished_at", "pack", "device"]
 
 
 def _run_record(data: Mapping[str, Any], path: str, mtime: float) -> dict[str, Any]:
@@ -40,8 +40,20 @@ def _run_record(data: Mapping[str, Any], path: str, mtime: float) -> dict[str, A
         "final_acc": _number(data.get("final_acc")), "best_acc": _number(data.get("best_acc")),
         "layers": data.get("layers") if isinstance(data.get("layers"), list) else None,
         "identity": _identity(data), "source_path": path, "mtime": mtime,
+        **_timing(data),
     }
     return record
+
+
+def _timing(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What the run's device time was (jackpot.tables.cost): wall time, start and end, its pack if it trained
+    side by side in one, its device."""
+    runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
+    pack = runtime.get("pack") if isinstance(runtime.get("pack"), dict) else {}
+    return {"wall_time_s": _number(data.get("wall_time_s")), "started_at": _number(data.get("started_at")),
+            "finished_at": _number(data.get("finished_at")),
+            "pack": str(pack["id"]) if pack.get("side_by_side") and pack.get("id") else None,
+            "device": runtime.get("device") if isinstance(runtime.get("device"), str) else None}
 
 
 def _identity(data: Mapping[str, Any]) -> str | None:

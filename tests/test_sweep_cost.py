@@ -1,0 +1,39 @@
+"""jackpot-tables' cost line: device-hours from results.json, a pack side by side counted once."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from jackpot.tables.cost import sweep_cost
+
+NAN = math.nan
+
+
+def _runs(*rows: tuple) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["wall_time_s", "started_at", "finished_at", "pack", "device"])
+
+
+def test_runs_alone_add_up_and_a_pack_side_by_side_counts_its_span_once():
+    runs = _runs(
+        (100.0, 0.0, 100.0, None, "cuda: NVIDIA H200"),
+        (200.0, 50.0, 250.0, None, "cuda: NVIDIA H200"),
+        (1000.0, 1000.0, 2000.0, "pack-a", "cuda: NVIDIA H200"),  # two runs side by side: 1000 to 2100
+        (1090.0, 1010.0, 2100.0, "pack-a", "cuda: NVIDIA H200"),
+        (500.0, 3000.0, 3500.0, "pack-b", "cuda: NVIDIA A100"),  # a pack of which one run was rerun alone later
+        (NAN, NAN, NAN, None, None),  # read from wandb: no wall time
+    )
+    cost = sweep_cost(runs)
+    assert cost.runs == 5 and cost.packed_runs == 3 and cost.packs == 2
+    assert cost.hours == pytest.approx((100 + 200 + 1100 + 500) / 3600)
+    assert cost.devices == ("cuda: NVIDIA A100", "cuda: NVIDIA H200")
+    line = cost.describe("random_tickets")
+    assert line.startswith("random_tickets: 5 runs took 0.53 device-hours on cuda: NVIDIA A100, cuda: NVIDIA H200")
+    assert "3 of them side by side in 2 packs, each pack counted once" in line
+
+
+def test_no_recorded_wall_time_gives_no_cost():
+    assert sweep_cost(_runs((NAN, NAN, NAN, None, None))) is None
+    assert sweep_cost(_runs()) is None
