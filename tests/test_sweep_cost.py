@@ -34,6 +34,11 @@ def test_runs_alone_add_up_and_a_pack_side_by_side_counts_its_span_once():
     assert "3 of them side by side in 2 packs, each pack counted once" in line
 
 
+def test_a_short_sweep_is_told_in_seconds():
+    cost = sweep_cost(_runs((7.4, 0.0, 7.4, None, "cpu: x86_64"), (5.0, 8.0, 13.0, None, "cpu: x86_64")))
+    assert cost.describe("quickstart").startswith("quickstart: 2 runs took 12 device-seconds on cpu: x86_64 (")
+
+
 def test_no_recorded_wall_time_gives_no_cost():
     assert sweep_cost(_runs((NAN, NAN, NAN, None, None))) is None
     assert sweep_cost(_runs()) is None

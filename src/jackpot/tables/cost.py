@@ -27,8 +27,9 @@ class SweepCost:
         shared = (f"; {self.packed_runs} of them side by side in {self.packs} packs, each pack counted once"
                   if self.packs else "")
         where = ", ".join(self.devices) or "an unrecorded device"
-        return (f"{name}: {self.runs} runs took {self.hours:.2f} device-hours on {where} (each run's own wall time, "
-                f"as its last process recorded it{shared})")
+        took = f"{self.hours:.2f} device-hours" if self.hours >= 0.1 else f"{self.hours * 3600:.0f} device-seconds"
+        return (f"{name}: {self.runs} runs took {took} on {where} (each run's own wall time, as its last process "
+                f"recorded it{shared})")
 
 
 def sweep_cost(runs: pd.DataFrame) -> SweepCost | None:
