@@ -209,6 +209,22 @@ def test_compiled_runs_side_by_side_compile_cold_and_end_as_each_run_alone(tmp_p
         assert_same_run(outcome.results, run(_cfg(tmp_path / "alone", cifar_root, cell)))
 
 
+def test_a_pack_whose_member_fails_ends_the_others_then_fails_naming_it(tmp_path, cifar_root):
+    """One member's dense trunk diverges (TrainingDiverged, not a user error): the other member completes, then
+    the pack's job fails with an error naming the failed run, as that run's job alone would have failed."""
+    tiny = [o for o in TINY if not o.startswith("schedule.milestones=")]
+    proc = train_py(["-m", *tiny, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
+                     "pruner=lottery", "pruner.pretrain_epochs=1", "ratio=0.8", "schedule.lr=1e12,0.05",
+                     f"paths.root_dir={tmp_path}", "hydra.sweep.subdir=lr${schedule.lr}", "hydra.sweeper.pack=2",
+                     "hydra.sweeper.pack_side_by_side=true"])
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "1 of 2 runs of this pack failed (the others ran to their end)" in printed
+    assert "TrainingDiverged: the dense trunk" in printed
+    (finished,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")]
+    assert finished["status"] == "complete" and finished["config"]["schedule"]["lr"] == 0.05
+
+
 def test_pack_settings_are_checked_before_anything_runs(tmp_path):
     proc = train_py(["-m", "experiment=quickstart", "seed=0,1", "hydra.sweeper.pack=0"], cwd=tmp_path)
     assert proc.returncode == 2 and "hydra.sweeper.pack=0 is not allowed" in proc.stderr
