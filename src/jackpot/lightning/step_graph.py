@@ -77,6 +77,7 @@ def capture_turn() -> threading.RLock:
     thread's recording (emptying the allocator's cache, say) takes it too."""
     return _CAPTURE_TURN
 
+
 SYNC_WARNING = "called a synchronizing CUDA operation"  # what torch's sync debug mode "warn" says
 
 
