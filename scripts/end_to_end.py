@@ -58,11 +58,16 @@ def results_of(root: Path, name: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((root / "outputs" / name).rglob("results.json"))]
 
 
+def measured_cell(model: str, data: Path, work: Path) -> list[str]:
+    """The overrides of every measured run: random tickets at 98 % on the generated CIFAR-10, outputs in `work`."""
+    return [f"model={model}", "dataset=cifar10", "pruner=smart_ratio", "ratio=0.98", f"dataset.root={data}",
+            "dataset.verify_md5=false", "dataset.download=false", f"paths.root_dir={work}"]
+
+
 def measure_model(model: str, data: Path, work: Path, epochs: tuple[int, int], sweep_jobs: int,
                   extra: list[str], cold_first: bool = False) -> dict:
     """Per-epoch time, set-up inside a run and process start for one model, plus the per-job wall of a sweep."""
-    common = [f"model={model}", "dataset=cifar10", "pruner=smart_ratio", "ratio=0.98", f"dataset.root={data}",
-              "dataset.verify_md5=false", "dataset.download=false", f"paths.root_dir={work}", *extra]
+    common = [*measured_cell(model, data, work), *extra]
     walls, inside = {}, {}
     cold = None
     if cold_first:  # a first run fills the caches (compile); the two lengths then both find them warm
@@ -96,9 +101,8 @@ def measure_pack(model: str, data: Path, work: Path, epochs: tuple[int, int], si
                  alone_epoch_s: float, extra: list[str]) -> dict:
     """A pack of `size` runs (a -m sweep with hydra.sweeper.pack=size) at both lengths: per-epoch time of a run
     in it, its speed-up over a run alone, and its overhead (process start, set-up) per run."""
-    common = [f"model={model}", "dataset=cifar10", "pruner=smart_ratio", "ratio=0.98", f"dataset.root={data}",
-              "dataset.verify_md5=false", "dataset.download=false", f"paths.root_dir={work}",
-              f"seed={','.join(str(s) for s in range(20, 20 + size))}", f"hydra.sweeper.pack={size}",
+    common = [*measured_cell(model, data, work), f"seed={','.join(str(s) for s in range(20, 20 + size))}",
+              f"hydra.sweeper.pack={size}",
               f"hydra.sweeper.pack_side_by_side={side_by_side}", *extra]
     walls = {e: run_train(["-m", *common, f"schedule.epochs={e}", f"name=e2e-pack-{model}-{e}"], work)
              for e in epochs}

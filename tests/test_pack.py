@@ -31,6 +31,9 @@ from jackpot.runs.identity import identity_hash, run_identity
 from jackpot.runs.pack import MemberOutcome, _cache_emptied_between_recordings, run_pack
 from jackpot.train import run
 
+# TINY with the default milestones (their resolver gives [1] at 2 epochs): what a pack job resolves itself
+TINY_DEFAULT_MILESTONES = [o for o in TINY if not o.startswith("schedule.milestones=")]
+
 # A method scored at init on a data check, and one that trains (and caches) a dense trunk first.
 CELLS = {
     "snip-labels": ["pruner=snip", "ratio=0.8", "sanity_check=random_labels", "seed=1"],
@@ -141,9 +144,8 @@ def test_a_packed_sweep_writes_each_runs_files_resumes_after_a_kill_and_reruns_n
     in its 7th optimizer step (each run has 4: the second member's first step of its second epoch); the rerun
     packs the two unfinished runs side by side, the killed one resumes from its checkpoint, and all three end
     as the sweep run unpacked. A third run launches nothing."""
-    tiny = [o for o in TINY if not o.startswith("schedule.milestones=")]  # the default's resolver: [1] at 2 epochs
-    sweep = ["-m", *tiny, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
-             "pruner=smart_ratio", "ratio=0.8", "seed=0,1,2"]
+    sweep = ["-m", *TINY_DEFAULT_MILESTONES, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+             "dataset.download=false", "pruner=smart_ratio", "ratio=0.8", "seed=0,1,2"]
     unpacked = train_py([*sweep, f"paths.root_dir={tmp_path / 'unpacked'}", "hydra.sweeper.pack=1"])
     assert unpacked.returncode == 0, unpacked.stderr[-3000:]
 
@@ -212,11 +214,10 @@ def test_compiled_runs_side_by_side_compile_cold_and_end_as_each_run_alone(tmp_p
 def test_a_pack_whose_member_fails_ends_the_others_then_fails_naming_it(tmp_path, cifar_root):
     """One member's dense trunk diverges (TrainingDiverged, not a user error): the other member completes, then
     the pack's job fails with an error naming the failed run, as that run's job alone would have failed."""
-    tiny = [o for o in TINY if not o.startswith("schedule.milestones=")]
-    proc = train_py(["-m", *tiny, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "dataset.download=false",
-                     "pruner=lottery", "pruner.pretrain_epochs=1", "ratio=0.8", "schedule.lr=1e12,0.05",
-                     f"paths.root_dir={tmp_path}", "hydra.sweep.subdir=lr${schedule.lr}", "hydra.sweeper.pack=2",
-                     "hydra.sweeper.pack_side_by_side=true"])
+    proc = train_py(["-m", *TINY_DEFAULT_MILESTONES, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+                     "dataset.download=false", "pruner=lottery", "pruner.pretrain_epochs=1", "ratio=0.8",
+                     "schedule.lr=1e12,0.05", f"paths.root_dir={tmp_path}", "hydra.sweep.subdir=lr${schedule.lr}",
+                     "hydra.sweeper.pack=2", "hydra.sweeper.pack_side_by_side=true"])
     printed = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "1 of 2 runs of this pack failed (the others ran to their end)" in printed
