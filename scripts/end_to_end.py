@@ -2,24 +2,33 @@
 
 For: whoever sizes a reproduction (issue #19). Step throughput alone (docs/benchmarks.md) leaves out process
 start (imports, CUDA initialisation), each run's set-up (data, model, scoring, loggers) and teardown, which a
-launcher pays once per job. This script measures all of them on real jobs and full-size generated CIFAR:
+launcher pays once per job. This script measures all of them on real jobs and full-size generated CIFAR, one
+process per figure (results.json's `runtime.epochs_timed` holds each epoch's wall-clock end):
 
-  per-epoch time  = (wall_time_s(E2) - wall_time_s(E1)) / (E2 - E1)   from results.json, same cell, two lengths
-  set-up in a run = wall_time_s(E1) - E1 * per-epoch time
+  per-epoch time  = (end of the last epoch - end of the first) / (E - 1)   a run of E epochs; the first epoch
+                    (CUDA-graph recording, cuDNN tuning, a compile) counts as set-up
+  set-up in a run = wall_time_s - E * per-epoch time
   process start   = the process's wall time - wall_time_s                (imports, CUDA, teardown), split by
                     results.json's started_at / finished_at into before the run and after it
+  the first run   = --cold-first: one more run before, filling the caches (compile); what it pays on top
   per job in a -m sweep of K jobs = the sweep's wall time / K         (--sweep-jobs K, one process, no packs)
-  packs (--pack K): -m sweeps of K jobs as one pack (hydra.sweeper.pack=K), at the two lengths:
-    per-epoch time of a run in a pack = (wall(E2) - wall(E1)) / ((E2 - E1) * K), so the pack's speed-up is
-    the per-epoch time alone / that; the rest of the pack's wall, per run, is its overhead
+  packs (--pack K): a -m sweep of K jobs as one pack (hydra.sweeper.pack=K) of --pack-epochs epochs. Side by
+    side, the pack's rate is the run-epochs its members complete per second while all of them train (from
+    the last member's first epoch end to the first member's last epoch end); a run's device seconds per epoch
+    in the pack = 1 / that rate, its speed-up = the per-epoch time alone * the rate, and the rest of the pack's
+    wall, per run, is its overhead
+  compile (--compare-with an eager --out): each model's 160-epoch run alone and a pack's, with these --extra
+    settings (trainer=gpu: compiled) against without, the first run or pack of a sweep included: whether they pay
 
 then projects each sweep in multirun_sweeps/ (its jobs composed as Hydra would, shared dense trunks and IMP rounds
 counted once, at their epochs) to hours: one run at a time, and K runs to a GPU in packs.
 
-  python scripts/end_to_end.py --out e2e.json           # on a GPU: vgg19, resnet32, 1 and 3 epochs, packs of 4
+  python scripts/end_to_end.py --out e2e.json           # on a GPU: vgg19, resnet32, packs of 4
+  python scripts/end_to_end.py --models vgg19 --pack-models vgg19 --pack-epochs 24 --cold-first \
+      --extra trainer=gpu --compare-with e2e.json       # compiled (its warm compiles stagger a pack's runs more)
   python scripts/end_to_end.py --project-from docs/e2e_h200_issue19.json      # the projection alone
-  python scripts/end_to_end.py --models resnet8 --pack-models resnet8 --epochs 1,2 --train 2000 --test 500 \
-      --pack 2 --pack-side-by-side true                 # CPU smoke
+  python scripts/end_to_end.py --models resnet8 --pack-models resnet8 --pack-epochs 4 --train 2000 --test 500 \
+      --pack 2 --pack-side-by-side true --extra trainer=cpu                   # CPU smoke
 """
 
 from __future__ import annotations
@@ -64,52 +73,116 @@ def measured_cell(model: str, data: Path, work: Path) -> list[str]:
             "dataset.verify_md5=false", "dataset.download=false", f"paths.root_dir={work}"]
 
 
-def measure_model(model: str, data: Path, work: Path, epochs: tuple[int, int], sweep_jobs: int,
-                  extra: list[str], cold_first: bool = False) -> dict:
-    """Per-epoch time, set-up inside a run and process start for one model, plus the per-job wall of a sweep."""
-    common = [*measured_cell(model, data, work), *extra]
-    walls, inside = {}, {}
+def epoch_seconds(result: dict) -> float:
+    """A run's per-epoch time from its epochs' wall-clock ends, the first epoch (recording, tuning) left out."""
+    ends = (result["runtime"].get("epochs_timed") or {}).get("ended_at") or []
+    if len(ends) < 2:
+        sys.exit(f"{result['cell_name']}: {len(ends)} epoch(s) timed in its process; a per-epoch time needs 2 or more "
+                 "(--epochs / --pack-epochs of at least 2; 3 or more leave the first out of more than one)")
+    return (ends[-1] - ends[0]) / (len(ends) - 1)
+
+
+def pack_rate(timelines: list[list[float]]) -> float:
+    """Run-epochs completed per second by runs trained side by side, while all of them train.
+
+    Each run's epoch ends make its progress a piecewise-linear function of time (1 epoch done at its first
+    end, ...). The window runs from the last run's first end (every run past its recording and tuning) to the
+    first run's last end (none finished); the rate is the runs' summed progress across it over its length.
+    """
+    start, stop = max(ends[0] for ends in timelines), min(ends[-1] for ends in timelines)
+    if stop <= start:
+        raise ValueError(f"the pack's runs never all trained at once after their first epoch (window {start:.3f} "
+                         f"to {stop:.3f}): give them more epochs (--pack-epochs)")
+
+    def progress(ends: list[float], at: float) -> float:
+        for k in range(1, len(ends)):
+            if at <= ends[k]:
+                return k + (at - ends[k - 1]) / (ends[k] - ends[k - 1])
+        return float(len(ends))
+
+    return sum(progress(ends, stop) - progress(ends, start) for ends in timelines) / (stop - start)
+
+
+def measure_model(model: str, data: Path, work: Path, epochs: int, sweep_jobs: int, extra: list[str],
+                  cold_first: bool = False) -> dict:
+    """Per-epoch time, set-up inside a run and process start for one model (one run of `epochs`), plus what
+    a first run pays on top and the per-job wall of a sweep."""
+    common = [*measured_cell(model, data, work), f"schedule.epochs={epochs}", *extra]
     cold = None
-    if cold_first:  # a first run fills the caches (compile); the two lengths then both find them warm
-        cold = run_train([*common, f"schedule.epochs={epochs[0]}", f"name=e2e-{model}-cold"], work)
-    before, after = [], []
-    for e in epochs:
-        walls[e] = run_train([*common, f"schedule.epochs={e}", f"name=e2e-{model}-{e}"], work)
-        (result,) = results_of(work, f"e2e-{model}-{e}")
-        inside[e] = float(result["wall_time_s"])
-        before.append(result["started_at"] - LAST_PROCESS["spawned_at"])  # Python, imports, Hydra, CUDA start-up
-        after.append(LAST_PROCESS["exited_at"] - result["finished_at"])  # summary, teardown, interpreter exit
-    e1, e2 = epochs
-    per_epoch = (inside[e2] - inside[e1]) / (e2 - e1)
-    setup = inside[e1] - e1 * per_epoch
-    start = statistics.mean(walls[e] - inside[e] for e in epochs)
-    costs = {"model": model, "epoch_s": per_epoch, "setup_s": setup, "process_start_s": start,
-             "before_run_s": statistics.mean(before), "after_run_s": statistics.mean(after),
+    if cold_first:  # a first run fills the caches (compile); the measured run then finds them warm
+        cold = run_train([*common, f"name=e2e-{model}-cold"], work)
+    wall = run_train([*common, f"name=e2e-{model}"], work)
+    (result,) = results_of(work, f"e2e-{model}")
+    per_epoch = epoch_seconds(result)
+    costs = {"model": model, "epoch_s": per_epoch, "setup_s": result["wall_time_s"] - epochs * per_epoch,
+             "process_start_s": wall - result["wall_time_s"],
+             "before_run_s": result["started_at"] - LAST_PROCESS["spawned_at"],  # Python, imports, Hydra, CUDA
+             "after_run_s": LAST_PROCESS["exited_at"] - result["finished_at"],  # summary, teardown, exit
              "runtime": result.get("runtime", {})}
     if cold is not None:
-        costs["cold_extra_s"] = cold - walls[e1]  # what the first run of a sweep pays on top (a cold compile)
+        costs["cold_extra_s"] = cold - wall  # what the first run of a sweep pays on top (a cold compile)
     if sweep_jobs:
         seeds = ",".join(str(s) for s in range(10, 10 + sweep_jobs))
-        sweep_wall = run_train(["-m", *common, f"schedule.epochs={e1}", f"seed={seeds}", f"name=e2e-sweep-{model}",
-                                "hydra.sweeper.pack=1"], work)
+        sweep_wall = run_train(["-m", *common, f"seed={seeds}", f"name=e2e-sweep-{model}", "hydra.sweeper.pack=1"],
+                               work)
         costs["sweep_job_s"] = sweep_wall / sweep_jobs
-        costs["sweep_job_outside_epochs_s"] = costs["sweep_job_s"] - e1 * per_epoch
+        costs["sweep_job_outside_epochs_s"] = costs["sweep_job_s"] - epochs * per_epoch
     return costs
 
 
-def measure_pack(model: str, data: Path, work: Path, epochs: tuple[int, int], size: int, side_by_side: str,
-                 alone_epoch_s: float, extra: list[str]) -> dict:
-    """A pack of `size` runs (a -m sweep with hydra.sweeper.pack=size) at both lengths: per-epoch time of a run
-    in it, its speed-up over a run alone, and its overhead (process start, set-up) per run."""
-    common = [*measured_cell(model, data, work), f"seed={','.join(str(s) for s in range(20, 20 + size))}",
-              f"hydra.sweeper.pack={size}",
-              f"hydra.sweeper.pack_side_by_side={side_by_side}", *extra]
-    walls = {e: run_train(["-m", *common, f"schedule.epochs={e}", f"name=e2e-pack-{model}-{e}"], work)
-             for e in epochs}
-    e1, e2 = epochs
-    epoch_s = (walls[e2] - walls[e1]) / ((e2 - e1) * size)
-    return {"model": model, "size": size, "epoch_s": epoch_s, "speedup": alone_epoch_s / epoch_s,
-            "overhead_per_run_s": walls[e1] / size - e1 * epoch_s, "walls_s": walls}
+def measure_pack(model: str, data: Path, work: Path, epochs: int, size: int, side_by_side: str,
+                 alone_epoch_s: float, extra: list[str]) -> dict | None:
+    """A pack of `size` runs (a -m sweep with hydra.sweeper.pack=size): a run's device seconds per epoch in it,
+    its speed-up over a run alone, and its overhead (process start, set-up) per run; None when its runs never
+    all trained at once (too few epochs for their staggered starts)."""
+    name = f"e2e-pack-{model}"
+    wall = run_train(["-m", *measured_cell(model, data, work), f"schedule.epochs={epochs}",
+                      f"seed={','.join(str(s) for s in range(20, 20 + size))}", f"hydra.sweeper.pack={size}",
+                      f"hydra.sweeper.pack_side_by_side={side_by_side}", f"name={name}", *extra], work)
+    members = results_of(work, name)
+    packs = {json.dumps(m["runtime"]["pack"], sort_keys=True) for m in members}
+    if len(members) != size or len(packs) != 1 or members[0]["runtime"]["pack"] is None:
+        sys.exit(f"expected {size} runs in one pack, got {len(members)} in {sorted(packs)}")
+    if members[0]["runtime"]["pack"]["side_by_side"]:
+        try:
+            epoch_s = 1 / pack_rate([m["runtime"]["epochs_timed"]["ended_at"] for m in members])
+        except ValueError as err:
+            print(f"  {model}: no figure for this pack: {err}", flush=True)
+            return None
+    else:  # one after another: each run's epochs have the device to themselves
+        epoch_s = statistics.mean(epoch_seconds(m) for m in members)
+    return {"model": model, "size": size, "epochs": epochs, "epoch_s": epoch_s, "speedup": alone_epoch_s / epoch_s,
+            "overhead_per_run_s": wall / size - epochs * epoch_s, "wall_s": wall,
+            "side_by_side": members[0]["runtime"]["pack"]["side_by_side"]}
+
+
+def compile_verdict(eager: dict, compiled: dict, epochs: int = 160) -> list[str]:
+    """Whether the settings of `compiled` (its `extra`, e.g. trainer=gpu: compile) pay against `eager` for an
+    `epochs` run of each model measured both ways: alone, and in a pack; the first run (or pack) of a sweep pays
+    the cold caches (`cold_extra_s`)."""
+    with_ = f"`{compiled.get('extra') or 'these settings'}`"
+
+    def verdict(eager_s: float, compiled_s: float, cold_s: float, first: str) -> str:
+        said = (f"{eager_s:.0f} s without {with_}, {compiled_s:.0f} s with it ({compiled_s + cold_s:.0f} s for the "
+                f"first {first} of a sweep, caches cold): ")
+        if compiled_s + cold_s < eager_s:
+            return said + "pays"
+        return said + ("does not pay" if compiled_s >= eager_s else f"pays from the second {first} of a sweep")
+
+    lines = []
+    for model, c in compiled["costs"].items():
+        e = eager["costs"].get(model)
+        if e is None:
+            continue
+        cold = c.get("cold_extra_s", 0.0)
+        alone_e, alone_c = (x["process_start_s"] + x["setup_s"] + epochs * x["epoch_s"] for x in (e, c))
+        lines.append(f"{model} alone, {epochs} epochs: " + verdict(alone_e, alone_c, cold, "run"))
+        pe, pc = (eager.get("packs") or {}).get(model), (compiled.get("packs") or {}).get(model)
+        if pe and pc:
+            pack_e, pack_c = (pc["size"] * (x["overhead_per_run_s"] + epochs * x["epoch_s"]) for x in (pe, pc))
+            lines.append(f"{model} in packs of {pc['size']}, {epochs} epochs, a pack's device time: "
+                         + verdict(pack_e, pack_c, cold, "pack"))
+    return lines
 
 
 def sweep_jobs(name: str) -> list:
@@ -173,10 +246,13 @@ def project(names: list[str], costs: dict[str, dict], packs: dict[str, dict] | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="vgg19,resnet32")
-    parser.add_argument("--epochs", default="1,3", help="two run lengths E1,E2 (per-epoch time from the difference)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of each run alone (2 or more)")
     parser.add_argument("--sweep-jobs", type=int, default=0, help="also a -m sweep of this many jobs, unpacked")
     parser.add_argument("--pack", type=int, default=4, help="runs per pack (0: no pack measured)")
-    parser.add_argument("--pack-models", default="resnet32", help="the models whose packs are measured")
+    parser.add_argument("--pack-models", default="vgg19,resnet32", help="the models whose packs are measured")
+    parser.add_argument("--pack-epochs", type=int, default=8,
+                        help="epochs of each run in a pack: enough for all of them to train at once after their "
+                             "staggered first epochs (warm-ups and recordings take turns, a compile included)")
     parser.add_argument("--pack-side-by-side", default="auto", help="hydra.sweeper.pack_side_by_side")
     parser.add_argument("--train", type=int, default=50_000, help="generated CIFAR-10 training images")
     parser.add_argument("--test", type=int, default=10_000)
@@ -184,6 +260,9 @@ def main() -> None:
                         help="one more run first, filling the caches (compile); its extra time is reported")
     parser.add_argument("--extra", default="", help="more overrides for every run, space-separated")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--compare-with", type=Path, default=None,
+                        help="an earlier --out without these --extra settings (eager): says whether these pay, and "
+                             "projects with its figures for the models not measured here")
     parser.add_argument("--project-from", type=Path, default=None,
                         help="measure nothing: project from the figures of an earlier --out (costs, packs)")
     args = parser.parse_args()
@@ -192,18 +271,17 @@ def main() -> None:
         figures = json.loads(args.project_from.read_text())
         print_projection(figures["costs"], figures.get("packs") or {}, args.pack)
         return
+    baseline = json.loads(args.compare_with.read_text()) if args.compare_with else None  # read before hours of runs
     from jackpot.data.fake_cifar import write_fake_cifar
 
-    e1, e2 = (int(e) for e in args.epochs.split(","))
     with tempfile.TemporaryDirectory(prefix="jackpot-e2e-") as tmp:
         work, data = Path(tmp), Path(tmp) / "data"
         write_fake_cifar(data, "cifar10", n_train=args.train, n_test=args.test)
         costs, packs = {}, {}
         for model in args.models.split(","):
-            print(f"measuring {model}: runs of {e1} and {e2} epochs", flush=True)
-            costs[model] = measure_model(model, data, work, (e1, e2), args.sweep_jobs, args.extra.split(),
-                                         args.cold_first)
-            c = costs[model]
+            print(f"measuring {model}: a run of {args.epochs} epochs", flush=True)
+            costs[model] = c = measure_model(model, data, work, args.epochs, args.sweep_jobs, args.extra.split(),
+                                             args.cold_first)
             line = (f"  {model}: epoch {c['epoch_s']:.2f} s, set-up in a run {c['setup_s']:.1f} s, process start and "
                     f"end {c['process_start_s']:.1f} s ({c['before_run_s']:.1f} s before the run, "
                     f"{c['after_run_s']:.1f} s after it)")
@@ -214,15 +292,26 @@ def main() -> None:
                          f"({c['sweep_job_outside_epochs_s']:.1f} s outside its epochs)")
             print(line, flush=True)
         for model in args.pack_models.split(",") if args.pack > 1 else []:
-            print(f"measuring packs of {args.pack} {model} runs at {e1} and {e2} epochs", flush=True)
-            packs[model] = pack = measure_pack(model, data, work, (e1, e2), args.pack, args.pack_side_by_side,
-                                               costs[model]["epoch_s"], args.extra.split())
-            print(f"  {model}: epoch of a run in a pack of {args.pack} {pack['epoch_s']:.2f} s, "
+            print(f"measuring a pack of {args.pack} {model} runs of {args.pack_epochs} epochs", flush=True)
+            pack = measure_pack(model, data, work, args.pack_epochs, args.pack, args.pack_side_by_side,
+                                costs[model]["epoch_s"], args.extra.split())
+            if pack is None:
+                continue
+            packs[model] = pack
+            how = "side by side" if pack["side_by_side"] else "one after another"
+            print(f"  {model}: a run's epoch in a pack of {args.pack} ({how}) {pack['epoch_s']:.2f} s of the device, "
                   f"{pack['speedup']:.2f}x a run alone; overhead {pack['overhead_per_run_s']:.1f} s per run",
                   flush=True)
+    figures = {"costs": costs, "packs": packs, "extra": args.extra}
+    if baseline is not None:
+        for line in compile_verdict(baseline, figures):
+            print(line)
+        print(f"(projected below: {', '.join(costs)} with {args.extra or 'these settings'}, any other model as in "
+              f"{args.compare_with})")
+        costs, packs = {**baseline["costs"], **costs}, {**(baseline.get("packs") or {}), **packs}
     projection = print_projection(costs, packs, args.pack)
     if args.out:
-        args.out.write_text(json.dumps({"costs": costs, "packs": packs, "projection": projection}, indent=2))
+        args.out.write_text(json.dumps({**figures, "projection": projection}, indent=2))
 
 
 def print_projection(costs: dict[str, dict], packs: dict[str, dict], size: int) -> dict:

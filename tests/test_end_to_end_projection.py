@@ -1,5 +1,6 @@
-"""scripts/end_to_end.py's projection: each sweep's jobs composed as Hydra does, runs and shared dense trunks
-counted once, one at a time and in packs."""
+"""scripts/end_to_end.py's arithmetic: a pack's rate from its runs' epoch ends, whether compile pays, and the
+projection (each sweep's jobs composed as Hydra does, runs and shared dense trunks counted once, one at a time and
+in packs)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from end_to_end import project  # noqa: E402
+from end_to_end import compile_verdict, epoch_seconds, pack_rate, project  # noqa: E402
 
 ONE_SECOND_EPOCHS = {"vgg19": {"epoch_s": 1.0, "setup_s": 0.0, "process_start_s": 0.0},
                      "resnet32": {"epoch_s": 1.0, "setup_s": 0.0, "process_start_s": 0.0}}
@@ -32,3 +33,45 @@ def test_the_poster_tables_together_run_shared_cells_and_trunks_once():
     assert (together["runs"], together["trunks_and_rounds"]) == (300, 18)
     assert together["runs"] < sum(report[name]["runs"] for name in names)
     assert together["trunks_and_rounds"] < sum(report[name]["trunks_and_rounds"] for name in names)
+
+
+def test_a_packs_rate_counts_the_epochs_its_runs_complete_while_all_of_them_train():
+    # two runs side by side, 2 s per epoch each, a second apart: one run-epoch per second
+    assert pack_rate([[1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0]]) == pytest.approx(1.0)
+    # the first run had the device to itself until the second one's first epoch ended (3 s): left out
+    assert pack_rate([[1.0, 2.0, 4.0, 6.0], [3.0, 5.0, 7.0]]) == pytest.approx(1.0)
+    # three runs at 3 s per epoch each: one run-epoch per second, whatever their stagger within an epoch
+    assert pack_rate([[3.0, 6.0, 9.0, 12.0], [4.0, 7.0, 10.0, 13.0], [5.5, 8.5, 11.5, 14.5]]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="never all trained at once"):
+        pack_rate([[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_a_runs_epoch_time_leaves_its_first_epoch_out():
+    result = {"cell_name": "c", "runtime": {"epochs_timed": {"first_epoch": 0, "started_at": 0.0,
+                                                              "ended_at": [10.0, 12.0, 14.5]}}}
+    assert epoch_seconds(result) == pytest.approx(2.25)
+    with pytest.raises(SystemExit, match="1 epoch"):
+        epoch_seconds({"cell_name": "c", "runtime": {"epochs_timed": {"ended_at": [10.0]}}})
+
+
+def _figures(epoch_s: float, cold_s: float | None = None, pack_epoch_s: float | None = None) -> dict:
+    costs = {"epoch_s": epoch_s, "setup_s": 6.0, "process_start_s": 20.0}
+    if cold_s is not None:
+        costs["cold_extra_s"] = cold_s
+    packs = {} if pack_epoch_s is None else {"vgg19": {"size": 4, "epoch_s": pack_epoch_s, "overhead_per_run_s": 7.0}}
+    return {"costs": {"vgg19": costs}, "packs": packs, "extra": "trainer=gpu"}
+
+
+def test_compile_pays_when_its_saving_over_a_run_covers_the_first_runs_cold_compile():
+    eager = _figures(2.0, pack_epoch_s=1.0)
+    # 160 epochs at 0.5 s less save 80 s, more than a 53 s cold compile; a pack saves 4 x 160 x 0.25 s = 160 s
+    alone, packed = compile_verdict(eager, _figures(1.5, cold_s=53.0, pack_epoch_s=0.75))
+    assert alone == ("vgg19 alone, 160 epochs: 346 s without `trainer=gpu`, 266 s with it (319 s for the first run "
+                     "of a sweep, caches cold): pays")
+    assert packed == ("vgg19 in packs of 4, 160 epochs, a pack's device time: 668 s without `trainer=gpu`, 508 s "
+                      "with it (561 s for the first pack of a sweep, caches cold): pays")
+    (alone,) = compile_verdict(eager, _figures(1.9, cold_s=53.0))  # saves 16 s a run: not the first one
+    assert alone.endswith(": pays from the second run of a sweep")
+    (alone,) = compile_verdict(eager, _figures(2.1, cold_s=0.0))
+    assert alone.endswith(": does not pay")
+    assert compile_verdict(eager, {"costs": {"resnet32": _figures(1.0)["costs"]["vgg19"]}}) == []  # not in eager

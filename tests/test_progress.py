@@ -119,9 +119,10 @@ def test_a_resumed_stage_says_where_it_resumed(tmp_path, one_thread, caplog):
                     datamodule=_RandomImages(), ckpt_path=ckpt_path)
         return epoch_log
 
-    fit(1, None)
+    assert fit(1, None).timeline()["first_epoch"] == 0
     with caplog.at_level(logging.INFO, logger="jackpot.lightning.progress"):
-        fit(2, str(ckpt_dir / "last.ckpt"))
+        resumed = fit(2, str(ckpt_dir / "last.ckpt")).timeline()
+    assert resumed["first_epoch"] == 1 and len(resumed["ended_at"]) == 1  # the epochs of this fit only
     logged = [r.getMessage() for r in caplog.records if r.name == "jackpot.lightning.progress"]
     assert logged[0] == f"cell dense trunk: 2 epochs, resumed after epoch 1/2 ({ckpt_dir / 'last.ckpt'})"
     assert [line.split(":")[0] for line in logged[1:]] == ["cell dense trunk epoch 2/2"]

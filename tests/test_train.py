@@ -53,6 +53,10 @@ def test_random_ticket_trains_with_exact_smart_ratio_counts_and_zeros(tmp_path, 
     runtime = on_disk["runtime"]  # what `auto` resolved to on this CPU
     assert runtime["device"].startswith("cpu: ") and (runtime["precision"], runtime["loader"]) == ("32-true", "torch")
     assert (runtime["compiled"], runtime["steps_per_call"], runtime["step"]) == (False, 8, "eager")
+    timed = runtime["epochs_timed"]  # both epochs, in order, inside the run's own start and end
+    assert timed["first_epoch"] == 0 and len(timed["ended_at"]) == 2
+    assert on_disk["started_at"] <= timed["started_at"] <= timed["ended_at"][0] <= timed["ended_at"][1]
+    assert timed["ended_at"][1] <= on_disk["finished_at"]
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert (progress["stage"], progress["epoch"], progress["epochs"]) == ("ticket", 2, 2)
 
@@ -86,6 +90,7 @@ def test_a_run_resumed_after_its_last_epoch_says_it_ran_no_step(tmp_path, cifar_
     again = run(cfg)
     assert again["resumed"] and again["final_acc"] == first["final_acc"]
     assert again["runtime"]["step"] == "none in this process"
+    assert again["runtime"]["epochs_timed"] is None and len(first["runtime"]["epochs_timed"]["ended_at"]) == 1
 
 
 def test_rerun_of_a_complete_cell_is_skipped(tmp_path, cifar_root):

@@ -135,7 +135,7 @@ def make_module(cfg: DictConfig, model: nn.Module, schedule: Schedule) -> Classi
 
 
 def describe_runtime(cfg: DictConfig, trainer: L.Trainer, module: ClassificationModule,
-                     datamodule: ImageDataModule) -> dict[str, Any]:
+                     datamodule: ImageDataModule, epoch_log: EpochLog) -> dict[str, Any]:
     """How the run was computed, `auto` settings resolved: runs of one identity may come from a CPU (fp32) and
     a GPU (bf16, data on the device, recorded steps), and results.json says which."""
     device = trainer.strategy.root_device
@@ -153,6 +153,7 @@ def describe_runtime(cfg: DictConfig, trainer: L.Trainer, module: Classification
         "compiled": bool(cfg.trainer.compile), "steps_per_call": getattr(module, "steps_per_call", 1),
         "step": step, "scoring": scoring.as_dict() if scoring else "none in this process",
         "pack": current_pack(),  # trained in a pack (hydra.sweeper.pack): its id, size, side by side or not
+        "epochs_timed": epoch_log.timeline(),  # this process's epochs on the wall clock (scripts/end_to_end.py)
     }
 
 
@@ -328,7 +329,8 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         use_shared_compile_cache(cfg.paths.cache_dir)  # a sweep's runs compile once between them
         module.compile_model()
     loggers = build_loggers(cfg, output_dir, digest)
-    callbacks = [pruning, EpochSeed(seed), ProgressFile(progress, "ticket"), EpochLog("ticket", cell_name(cfg))]
+    epoch_log = EpochLog("ticket", cell_name(cfg))
+    callbacks = [pruning, EpochSeed(seed), ProgressFile(progress, "ticket"), epoch_log]
     trainer = make_trainer(cfg, epochs, ckpt_dir if epochs > 0 else None, callbacks, loggers)
     try:
         if epochs == 0:
@@ -368,7 +370,7 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         # wall-clock start and end of the run inside its process: what a process spends before and after them
         # (imports, CUDA start-up, teardown) is scripts/end_to_end.py's process start and end
         "started_at": round(started, 3), "finished_at": round(time.time(), 3),
-        "runtime": describe_runtime(cfg, trainer, module, datamodule),
+        "runtime": describe_runtime(cfg, trainer, module, datamodule, epoch_log),
         "versions": {"jackpot": jackpot.__version__, "torch": torch.__version__, "lightning": L.__version__,
                      "python": platform.python_version()},
         "config": OmegaConf.to_container(cfg, resolve=True),

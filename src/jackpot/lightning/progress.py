@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import warnings
+from typing import Any
 
 import lightning.pytorch as L
 import torch
@@ -82,6 +83,10 @@ class EpochLog(L.Callback):
     evaluation. The time left is the stage's: its remaining epochs at the mean epoch time (evaluation and
     checkpoint included; the first epoch, which records the CUDA graph and tunes cuDNN, left out when others
     are known).
+
+    It also keeps each epoch's wall-clock end (`timeline`, results.json's `runtime.epochs_timed`): a run's
+    per-epoch time and set-up then come from one run, and a pack's from its members' overlapping epochs
+    (scripts/end_to_end.py), without a second run of another length.
     """
 
     def __init__(self, stage: str, run_name: str = ""):
@@ -93,6 +98,9 @@ class EpochLog(L.Callback):
         self._trained: float | None = None  # when the epoch's training phase ended
         self._first_step = self._steps = 0
         self.images: int | None = None  # the last logged epoch's training images (None: no datamodule to say)
+        self._first_epoch: int | None = None  # the first epoch this process trained (not 0 once resumed)
+        self._first_started_at = 0.0  # its wall-clock start
+        self._ended_at: list[float] = []  # wall-clock end of each epoch since, evaluation and checkpoint included
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done, total = trainer.current_epoch, trainer.max_epochs
@@ -102,6 +110,8 @@ class EpochLog(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer, pl_module)
         self._epoch, self._started, self._trained = trainer.current_epoch, time.perf_counter(), None
+        if self._first_epoch is None:
+            self._first_epoch, self._first_started_at = trainer.current_epoch, time.time()
         self._first_step = trainer.global_step
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -125,6 +135,7 @@ class EpochLog(L.Callback):
             return
         epoch, self._epoch = self._epoch, None
         self._durations.append(time.perf_counter() - self._started)
+        self._ended_at.append(time.time())
         entry = next((e for e in reversed(getattr(pl_module, "history", [])) if e.get("epoch") == epoch), {})
         loss, acc = entry.get("train/loss", math.nan), entry.get("test/acc")
         parts = [f"train loss {loss:.4f}", "test acc -" if acc is None else f"test acc {acc:.2f} %"]
@@ -135,6 +146,14 @@ class EpochLog(L.Callback):
         typical = self._durations[1:] or self._durations
         parts.append(f"{format_duration(sum(typical) / len(typical) * (trainer.max_epochs - epoch - 1))} left")
         log.info(f"{self.prefix}{self.stage} epoch {epoch + 1}/{trainer.max_epochs}: {', '.join(parts)}")
+
+    def timeline(self) -> dict[str, Any] | None:
+        """The epochs this process trained, on the wall clock: the first one's index and start, and each one's
+        end (None when it trained none: nothing to train, or resumed after its last epoch)."""
+        if not self._ended_at:
+            return None
+        return {"first_epoch": self._first_epoch, "started_at": round(self._first_started_at, 3),
+                "ended_at": [round(t, 3) for t in self._ended_at]}
 
 
 def _synchronized_now(pl_module: L.LightningModule) -> float:
