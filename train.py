@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from jackpot.errors import USER_ERRORS, exit_with_user_error
+from jackpot.machine.process_exit import exit_without_teardown
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -119,4 +120,5 @@ def _lightning_logs_through_hydra() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_without_teardown():  # a finished run leaves at once: no second of freeing torch's modules one by one
+        main()
