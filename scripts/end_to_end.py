@@ -24,7 +24,7 @@ then projects each sweep in multirun_sweeps/ (its jobs composed as Hydra would, 
 counted once, at their epochs) to hours: one run at a time, and K runs to a GPU in packs.
 
   python scripts/end_to_end.py --out e2e.json           # on a GPU: vgg19, resnet32, packs of 4
-  python scripts/end_to_end.py --models vgg19 --pack-models vgg19 --pack-epochs 24 --cold-first \
+  python scripts/end_to_end.py --models vgg19 --pack-models vgg19 --pack-epochs 16 --cold-first \
       --extra trainer=gpu --compare-with e2e.json       # compiled (its warm compiles stagger a pack's runs more)
   python scripts/end_to_end.py --project-from docs/e2e_h200_issue19.json      # the projection alone
   python scripts/end_to_end.py --models resnet8 --pack-models resnet8 --pack-epochs 4 --train 2000 --test 500 \
@@ -271,13 +271,18 @@ def main() -> None:
         figures = json.loads(args.project_from.read_text())
         print_projection(figures["costs"], figures.get("packs") or {}, args.pack)
         return
-    baseline = json.loads(args.compare_with.read_text()) if args.compare_with else None  # read before hours of runs
+    baseline = None  # read before any run: a bad path fails in seconds
+    if args.compare_with and args.compare_with.exists():
+        baseline = json.loads(args.compare_with.read_text())
+    elif args.compare_with:  # an earlier step of a device check cut short: measure anyway, compare nothing
+        print(f"{args.compare_with} does not exist: nothing to compare with", flush=True)
     from jackpot.data.fake_cifar import write_fake_cifar
 
     with tempfile.TemporaryDirectory(prefix="jackpot-e2e-") as tmp:
         work, data = Path(tmp), Path(tmp) / "data"
         write_fake_cifar(data, "cifar10", n_train=args.train, n_test=args.test)
         costs, packs = {}, {}
+        figures = {"costs": costs, "packs": packs, "extra": args.extra}  # --out holds each figure once measured
         for model in args.models.split(","):
             print(f"measuring {model}: a run of {args.epochs} epochs", flush=True)
             costs[model] = c = measure_model(model, data, work, args.epochs, args.sweep_jobs, args.extra.split(),
@@ -291,6 +296,7 @@ def main() -> None:
                 line += (f", per job in a sweep of {args.sweep_jobs} {c['sweep_job_s']:.1f} s "
                          f"({c['sweep_job_outside_epochs_s']:.1f} s outside its epochs)")
             print(line, flush=True)
+            write_json(args.out, figures)
         for model in args.pack_models.split(",") if args.pack > 1 else []:
             print(f"measuring a pack of {args.pack} {model} runs of {args.pack_epochs} epochs", flush=True)
             pack = measure_pack(model, data, work, args.pack_epochs, args.pack, args.pack_side_by_side,
@@ -298,11 +304,11 @@ def main() -> None:
             if pack is None:
                 continue
             packs[model] = pack
+            write_json(args.out, figures)
             how = "side by side" if pack["side_by_side"] else "one after another"
             print(f"  {model}: a run's epoch in a pack of {args.pack} ({how}) {pack['epoch_s']:.2f} s of the device, "
                   f"{pack['speedup']:.2f}x a run alone; overhead {pack['overhead_per_run_s']:.1f} s per run",
                   flush=True)
-    figures = {"costs": costs, "packs": packs, "extra": args.extra}
     if baseline is not None:
         for line in compile_verdict(baseline, figures):
             print(line)
@@ -310,8 +316,16 @@ def main() -> None:
               f"{args.compare_with})")
         costs, packs = {**baseline["costs"], **costs}, {**(baseline.get("packs") or {}), **packs}
     projection = print_projection(costs, packs, args.pack)
-    if args.out:
-        args.out.write_text(json.dumps({**figures, "projection": projection}, indent=2))
+    write_json(args.out, {**figures, "projection": projection})
+
+
+def write_json(path: Path | None, data: dict) -> None:
+    """Write `data` to `path` (if any) through a temp file: a step killed at its time limit leaves the figures
+    measured so far, whole."""
+    if path is not None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(path)
 
 
 def print_projection(costs: dict[str, dict], packs: dict[str, dict], size: int) -> dict:

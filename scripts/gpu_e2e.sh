@@ -10,17 +10,17 @@ source "$(dirname "$0")/gpu_common.sh"
 { nvidia-smi -L; nproc; python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"; } 2>&1 | tee -a "$LOG"
 # 1. the CUDA tests (recorded steps equal eager ones, masks exact, device pipeline, scoring on the GPU, a pack's
 #    runs on their own streams bit-identical to each alone; ~60 s)
-step 75 python3 -m pytest -q -p no:cacheprovider tests/test_step_graph.py tests/test_device_loader.py \
+step 70 python3 -m pytest -q -p no:cacheprovider tests/test_step_graph.py tests/test_device_loader.py \
   tests/test_scores.py tests/test_callback.py tests/test_pack.py -k "cuda"
 # 2. process start: where the seconds before a run go (imports), one line per top-level package over 0.3 s
-step 20 bash -c "python3 -X importtime -c 'import jackpot.train' 2>&1 | awk -F'|' '\$2+0 > 300000' | tail -15"
+step 15 bash -c "python3 -X importtime -c 'import jackpot.train' 2>&1 | awk -F'|' '\$2+0 > 300000' | tail -15"
 # 3. eager (trainer=default): VGG19 and ResNet32 alone (3 epochs each, one process per figure), then a pack of 4
-#    runs side by side of each, 8 epochs a run (~3.3 min)
-step 215 python3 scripts/end_to_end.py --models vgg19,resnet32 --epochs 3 --pack 4 --pack-models vgg19,resnet32 \
+#    runs side by side of each, 8 epochs a run (~3.4 min)
+step 220 python3 scripts/end_to_end.py --models vgg19,resnet32 --epochs 3 --pack 4 --pack-models vgg19,resnet32 \
   --pack-epochs 8 --out "$OUT/e2e.json"
-# 4. compiled (trainer=gpu), VGG19: a first run pays the cold compile, a second reads the shared cache, then a pack
-#    of 4 (24 epochs a run: its runs' warm compiles take turns); whether compile pays, alone and packed, against
-#    step 3 (~3.8 min)
-step 230 python3 scripts/end_to_end.py --models vgg19 --epochs 3 --cold-first --pack 4 --pack-models vgg19 \
-  --pack-epochs 24 --extra "trainer=gpu" --compare-with "$OUT/e2e.json" --out "$OUT/e2e_compiled.json"
+# 4. compiled (trainer=gpu), VGG19: a first run pays the cold compile, a second reads the shared cache (2 epochs
+#    each), then a pack of 4 (16 epochs a run: its runs' warm compiles take turns, ~6 s each); whether compile
+#    pays, alone and packed, against step 3 (~3.8 min; each figure is printed as it is measured)
+step 235 python3 scripts/end_to_end.py --models vgg19 --epochs 2 --cold-first --pack 4 --pack-models vgg19 \
+  --pack-epochs 16 --extra "trainer=gpu" --compare-with "$OUT/e2e.json" --out "$OUT/e2e_compiled.json"
 echo "=== [$(date +%T)] done" | tee -a "$LOG"
