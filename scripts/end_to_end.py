@@ -68,8 +68,9 @@ def results_of(root: Path, name: str) -> list[dict]:
 
 
 def measured_cell(model: str, data: Path, work: Path) -> list[str]:
-    """The overrides of every measured run: random tickets at 98 % on the generated CIFAR-10, outputs in `work`."""
-    return [f"model={model}", "dataset=cifar10", "pruner=smart_ratio", "ratio=0.98", f"dataset.root={data}",
+    """The overrides of every measured run: random tickets at 98 % on the generated CIFAR in `data` (its folder
+    is named after the dataset), outputs in `work`."""
+    return [f"model={model}", f"dataset={data.name}", "pruner=smart_ratio", "ratio=0.98", f"dataset.root={data}",
             "dataset.verify_md5=false", "dataset.download=false", f"paths.root_dir={work}"]
 
 
@@ -254,7 +255,9 @@ def main() -> None:
                         help="epochs of each run in a pack: enough for all of them to train at once after their "
                              "staggered first epochs (warm-ups and recordings take turns, a compile included)")
     parser.add_argument("--pack-side-by-side", default="auto", help="hydra.sweeper.pack_side_by_side")
-    parser.add_argument("--train", type=int, default=50_000, help="generated CIFAR-10 training images")
+    parser.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10",
+                        help="the generated CIFAR (full size by default); sweeps on either project from it")
+    parser.add_argument("--train", type=int, default=50_000, help="generated training images")
     parser.add_argument("--test", type=int, default=10_000)
     parser.add_argument("--cold-first", action="store_true",
                         help="one more run first, filling the caches (compile); its extra time is reported")
@@ -279,8 +282,8 @@ def main() -> None:
     from jackpot.data.fake_cifar import write_fake_cifar
 
     with tempfile.TemporaryDirectory(prefix="jackpot-e2e-") as tmp:
-        work, data = Path(tmp), Path(tmp) / "data"
-        write_fake_cifar(data, "cifar10", n_train=args.train, n_test=args.test)
+        work, data = Path(tmp), Path(tmp) / args.dataset
+        write_fake_cifar(data, args.dataset, n_train=args.train, n_test=args.test)
         costs, packs = {}, {}
         figures = {"costs": costs, "packs": packs, "extra": args.extra}  # --out holds each figure once measured
         for model in args.models.split(","):

@@ -12,6 +12,7 @@ from conftest import TINY, compose_cfg, train_py
 
 from jackpot.config import ConfigError, milestones_at, validate
 from jackpot.data import DatasetError
+from jackpot.pruning import method
 from jackpot.train import run
 
 CONFIG_CASES = [
@@ -72,6 +73,12 @@ CONFIG_CASES = [
     (["pruner=grasp", "pruner.options.offload=ram"],
      "pruner.options.offload='ram' is not allowed; choose one of: auto, disk, none"),
     (["sanity_check.data=random_lables"], "sanity_check.data='random_lables'"),
+    # ResNet-8's classifier keeps 192 of its 640 weights; 0.998 keeps 154 of all 77,360 (refused before the dense
+    # trunk that hybrid tickets prune from is trained)
+    (["pruner=smart_ratio", "ratio=0.998"],
+     "ratio=0.998 with pruner=smart_ratio, model=resnet8, dataset=cifar10: smart ratio cannot remove 0.998 of these "
+     "weights: the classifier alone keeps 192 (0.3 of its 640), and ratio 0.998 keeps 154 of all 77360"),
+    (["pruner=hybrid", "ratio=0.998"], "allowed here: a ratio of at most 0.9975, or a smaller linear_keep_ratio"),
     (["dataset.root={tmp}/no-cifar-here", "dataset.download=false"], "dataset.root='{tmp}/no-cifar-here'"),
 ]
 
@@ -114,6 +121,35 @@ def test_each_suggested_fix_passes_validation(tmp_path, cifar_root, overrides, k
         fix = suggested[-1] if key != "ticket_weights" else "pruner." + suggested[-1].removeprefix("pruner.")
         fixed = [*overrides, fix]
     validate(compose_cfg(tmp_path, [*base, *fixed]))
+
+
+def test_the_largest_smart_ratio_named_passes_validation(tmp_path, cifar_root):
+    base = [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false", "pruner=smart_ratio"]
+    with pytest.raises(ConfigError, match="at most") as refused:
+        validate(compose_cfg(tmp_path, [*base, "ratio=0.999"]))
+    largest = re.search(r"a ratio of at most ([0-9.]+),", str(refused.value)).group(1)
+    validate(compose_cfg(tmp_path, [*base, f"ratio={largest}"]))
+
+
+def test_a_methods_own_ratio_check_refuses_before_anything_runs(tmp_path, cifar_root):
+    """A researcher's method declares what ratios it can reach; it sees the network's shapes, not its values."""
+    seen = []
+
+    def keeps_half_of_each_layer(model, ratio, options):
+        seen.append(({p.device.type for p in model.parameters()}, ratio, dict(options)))
+        return None if ratio <= 0.5 else "this method keeps at least half of each layer; allowed: ratio <= 0.5"
+
+    @method("init", needs_batches=False, ratio_check=keeps_half_of_each_layer, name="test_half_keeper")
+    def half_keeper(model, ratio, batches, floor: float = 0.5):
+        raise AssertionError("never built: the ratio is refused first")
+
+    cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
+                                 "pruner=dense", "pruner.method=test_half_keeper", "ratio=0.8"])
+    with pytest.raises(ConfigError, match="ratio=0.8 with pruner=test_half_keeper, model=resnet8, dataset=cifar10: "
+                                          "this method keeps at least half"):
+        run(cfg)
+    assert seen == [({"meta"}, 0.8, {"floor": 0.5})]  # the defaults filled in
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_short_schedule_is_one_override(tmp_path, cifar_root):

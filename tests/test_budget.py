@@ -168,8 +168,14 @@ def test_smart_ratio_options_and_errors():
     assert counts[-1] == 25
     flags = smart_ratio_counts(sizes, 0.5, False, is_linear=[False, False, False, True])
     assert flags == smart_ratio_counts(sizes, 0.5, False)
-    with pytest.raises(ValueError, match="conv budget"):
+    # the classifier alone keeps 300 of 1,020 weights, more than 0.99 keeps: the largest ratio that works is named
+    with pytest.raises(ValueError, match=r"the classifier alone keeps 300 \(0.3 of its 1000\), and ratio 0.99 keeps "
+                                         r"10 of all 1020, .* a ratio of at most 0.7049,") as refused:
         smart_ratio_counts([10, 10, 1000], 0.99, vgg_depth_factor=False)
+    largest = float(str(refused.value).split("at most ")[1].split(",")[0])
+    assert smart_ratio_counts([10, 10, 1000], largest, vgg_depth_factor=False)[-1] == 300
+    with pytest.raises(ValueError, match="budgets convolutions, and these layers have none"):
+        smart_ratio_counts([1000], 0.5, vgg_depth_factor=False)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         smart_ratio_counts(sizes, 1.0, vgg_depth_factor=False)
 

@@ -6,6 +6,7 @@ Each error is one line naming the key, the bad value and what is allowed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +111,12 @@ def validate(cfg: DictConfig) -> None:
         problem = spec.option_problem(key, value)
         if problem:
             raise ConfigError(f"pruner.options.{key}={value!r} {problem} (pruner={spec.name})")
+    if spec.ratio_check is not None:
+        problem = spec.ratio_check(network_shapes(cfg.model.name, cfg.dataset.name), float(ratio),
+                                   {**spec.defaults, **options})
+        if problem:
+            raise ConfigError(f"ratio={ratio} with pruner={spec.name}, model={cfg.model.name}, "
+                              f"dataset={cfg.dataset.name}: {problem}")
     if options.get("offload") == "disk" and uses_gpu(cfg):
         raise ConfigError(
             "pruner.options.offload=disk parks scoring activations in CPU files, but this run scores on the "
@@ -148,6 +155,20 @@ def validate(cfg: DictConfig) -> None:
     _validate_schedule(cfg, spec)
     _validate_dataset(cfg)
     _validate_checks(cfg, spec)
+
+
+@cache
+def network_shapes(model: str, dataset: str):
+    """The network `model` for `dataset`'s classes on the meta device: its layers' shapes without allocating or
+    initialising a weight (and without drawing from any generator), for checks that need sizes only. Once per
+    (model, dataset) in a process: a sweep validates every job."""
+    import torch
+
+    from jackpot.data.catalog import NUM_CLASSES
+    from jackpot.models import build_model
+
+    with torch.device("meta"):
+        return build_model(model, NUM_CLASSES[dataset])
 
 
 def _validate_schedule(cfg: DictConfig, spec: MethodSpec) -> None:

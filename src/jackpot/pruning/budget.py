@@ -7,6 +7,7 @@ official code's thresholds, off-by-ones included (PAPER_SPEC §4); the smart rat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -172,11 +173,17 @@ def smart_ratio_counts(
         else:
             test += int(size * r / (i + 1) ** 2) if vgg_depth_factor else int(size * r)
         total = total + size
-    goal = int(total * (1 - ratio)) - int(linear_total * linear_keep_ratio)
-    if test == 0 or goal <= 0:
+    linear_kept = int(linear_total * linear_keep_ratio)
+    goal = int(total * (1 - ratio)) - linear_kept
+    if test == 0:
+        raise ValueError("smart ratio budgets convolutions, and these layers have none")
+    if goal <= 0:
+        limit = math.floor((1 - (linear_kept + 1) / float(total)) * 1e4) / 1e4  # 4 digits, rounded down
         raise ValueError(
-            f"smart ratio has no conv budget at ratio {ratio} "
-            f"(goal {goal}, linear_keep_ratio {linear_keep_ratio})"
+            f"smart ratio cannot remove {ratio} of these weights: the classifier alone keeps {linear_kept} "
+            f"({linear_keep_ratio} of its {int(linear_total)}), and ratio {ratio} keeps {int(total * (1 - ratio))} "
+            f"of all {int(total)}, which leaves the convolutions {goal}; allowed here: a ratio of at most {limit}, "
+            f"or a smaller linear_keep_ratio"
         )
     k = goal / test
 

@@ -24,6 +24,8 @@ from torch import Tensor
 Builder = Callable[..., Mapping[str, Tensor]]
 # An option check returns None for an allowed value, else what is allowed ("must be a number > 0").
 OptionCheck = Callable[[Any], "str | None"]
+# (network on the meta device, ratio, configured options) -> why the ratio cannot be reached, or None
+RatioCheck = Callable[[Any, float, Mapping[str, Any]], "str | None"]
 
 SUPPLIED = ("current_masks", "input_shape")  # keyword parameters filled in by jackpot, never by a config
 CHECK_NAMES = ("random_labels", "random_pixels", "random_pixels_labels", "half_dataset", "layerwise_rearrange",
@@ -57,6 +59,7 @@ class MethodSpec:
     inapplicable: frozenset[str] = frozenset()
     wants_input_shape: bool = False
     import_path: str = ""
+    ratio_check: RatioCheck | None = None
 
     @property
     def uses_seed(self) -> bool:
@@ -95,6 +98,7 @@ def method(
     prunes: bool = True,
     inapplicable: tuple[str, ...] = (),
     checks: Mapping[str, OptionCheck] | None = None,
+    ratio_check: RatioCheck | None = None,
     summary: str | None = None,
 ) -> Callable[[Builder], Builder]:
     """Declare and register a pruning method; returns the function unchanged.
@@ -104,6 +108,10 @@ def method(
     ``iterative``: supports ``pruner.rounds > 1``; each round receives the previous masks as ``current_masks``.
     ``inapplicable``: sanity checks (by name, see CHECK_NAMES) that cannot apply, beyond what ``when``,
     ``needs_batches`` and ``random_positions`` already rule out. ``checks``: option name -> value check.
+    ``ratio_check(model, ratio, options)``: what makes ``ratio`` impossible for this network and these options
+    (every option, defaults filled in), or None. It gets the network on the meta device (shapes, no values)
+    and runs with the config's checks, before anything else: a ratio the method cannot reach is refused up
+    front, not after the dense training that a method after training waits for.
     ``ticket_weights`` defaults to "init" for methods at init and "trained" (LR rewinding) after training.
     """
     if when not in ("init", "trained"):
@@ -135,7 +143,7 @@ def method(
             defaults={p.name: p.default for p in keyword if p.name in options}, checks=dict(checks or {}),
             random_positions=random_positions, iterative=iterative, prunes=prunes,
             inapplicable=frozenset(inapplicable), wants_input_shape="input_shape" in names,
-            import_path=f"{fn.__module__}.{fn.__qualname__}",
+            import_path=f"{fn.__module__}.{fn.__qualname__}", ratio_check=ratio_check,
         )
         known = METHODS.get(spec.name)
         if known is not None and known.import_path != spec.import_path:
