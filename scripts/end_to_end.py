@@ -204,43 +204,28 @@ def project(names: list[str], costs: dict[str, dict], packs: dict[str, dict] | N
     """Hours of each sweep (and of the poster's sweeps together, shared cells and trunks once): one run at a
     time, and, with `packs` (measured per model; a model not measured takes another's speed-up), in packs."""
     from jackpot.runs.cache_keys import pretrain_epochs, shared_work
+    from jackpot.tables.projection import PlannedRun
+    from jackpot.tables.projection import project as project_runs
 
-    def cell(cfg) -> tuple:
-        return (cfg.model.name, cfg.dataset.name, cfg.pruner.name, cfg.sanity_check.name, float(cfg.ratio), cfg.seed)
-
-    def packed(model: str) -> tuple[float, float]:
-        """(overhead, epoch) seconds per run of `model` in a pack."""
-        cost = costs.get(model) or next(iter(costs.values()))
-        pack = packs.get(model) or next(iter(packs.values()))
-        return pack["overhead_per_run_s"], cost["epoch_s"] / pack["speedup"]
-
-    def alone(model: str) -> tuple[float, float]:
-        cost = costs.get(model) or next(iter(costs.values()))
-        return cost["process_start_s"] + cost["setup_s"], cost["epoch_s"]
-
-    def hours(cfgs: list, per_run) -> tuple[float, int, int]:
-        total, runs, work, seen_cells, seen_work = 0.0, 0, 0, set(), set()
+    def planned(cfgs: list) -> list[PlannedRun]:
+        cells = {}  # a cell in two sweeps runs once
         for cfg in cfgs:
-            overhead, epoch = per_run(cfg.model.name)
-            for key in shared_work(cfg):
-                if key not in seen_work:
-                    seen_work.add(key)
-                    total += overhead + pretrain_epochs(cfg) * epoch
-                    work += 1
-            if cell(cfg) not in seen_cells:
-                seen_cells.add(cell(cfg))
-                total += overhead + int(cfg.schedule.epochs) * epoch
-                runs += 1
-        return total / 3600, runs, work
+            cell = (cfg.model.name, cfg.dataset.name, cfg.pruner.name, cfg.sanity_check.name, float(cfg.ratio),
+                    cfg.seed)
+            cells.setdefault(cell, PlannedRun(cfg.model.name, int(cfg.schedule.epochs), tuple(shared_work(cfg)),
+                                              pretrain_epochs(cfg)))
+        return list(cells.values())
 
     report = {}
     jobs = {name: sweep_jobs(name) for name in names}
     jobs["poster tables together"] = [cfg for name in POSTER_SWEEPS if name in names for cfg in jobs[name]]
     for name, cfgs in jobs.items():
-        one, runs, work = hours(cfgs, alone)
-        report[name] = {"hours": one, "runs": runs, "trunks_and_rounds": work}
-        if packs:
-            report[name]["hours_packed"] = hours(cfgs, packed)[0]
+        hours = project_runs(planned(cfgs), {"costs": costs, "packs": packs or {}})
+        report[name] = {"hours": hours.hours, "runs": hours.runs, "trunks_and_rounds": hours.shared_work}
+        if hours.hours_packed is not None:
+            report[name]["hours_packed"] = hours.hours_packed
+        if hours.without_figures:
+            report[name]["without_figures"] = hours.without_figures
     return report
 
 
@@ -338,8 +323,10 @@ def print_projection(costs: dict[str, dict], packs: dict[str, dict], size: int) 
           + (f" | {size} to a GPU in packs" if packs else ""))
     for name, row in projection.items():
         packed = f" | {row['hours_packed']:7.1f} h" if "hours_packed" in row else ""
+        left_out = "".join(f", {n} {model} runs left out: no figures" for model, n in
+                           row.get("without_figures", {}).items())
         print(f"  {name:28s} {row['hours']:7.1f} h{packed}  ({row['runs']} runs, "
-              f"{row['trunks_and_rounds']} trunks/rounds)")
+              f"{row['trunks_and_rounds']} trunks/rounds{left_out})")
     return projection
 
 

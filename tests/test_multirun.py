@@ -152,6 +152,31 @@ def test_jobs_that_train_a_shared_trunk_are_launched_first_and_its_readers_last(
         ("lr_rewinding", 0.9, 0): True, ("lr_rewinding", 0.9, 1): True}
 
 
+def test_a_sweep_prices_its_jobs_at_end_to_end_figures_before_launching(tmp_path):
+    """hydra.sweeper.cost_from: 6 one-epoch runs and the 2 dense trunks (one per seed) that lottery and LR
+    rewinding share, at 30 minutes an epoch: 4 hours alone, 2 in packs at the figures' 2x."""
+    figures = {"device": "cuda: a test GPU",
+               "costs": {"resnet8": {"epoch_s": 1800.0, "setup_s": 0.0, "process_start_s": 0.0}},
+               "packs": {"resnet8": {"size": 4, "speedup": 2.0, "overhead_per_run_s": 0.0}}}
+    (tmp_path / "figures.json").write_text(json.dumps(figures))
+    sweep = ["sweep=quickstart", "pruner=lottery,lr_rewinding,smart_ratio", "ratio=0.9", "seed=0,1",
+             "hydra.sweeper.dry_run=true"]
+    dry = multirun(tmp_path, *sweep, "hydra.sweeper.cost_from=figures.json")
+    assert ("jackpot: at the figures in figures.json (cuda: a test GPU), these 6 runs and 2 dense trunks or IMP "
+            "rounds take about 4.0 device-hours one run at a time, about 2.0 in packs of 4 (here they launch one run "
+            "per process: hydra.sweeper.pack=auto packs on a GPU)") in dry.stdout + dry.stderr
+    figures["costs"] = {"vgg19": figures["costs"]["resnet8"]}
+    (tmp_path / "figures.json").write_text(json.dumps(figures))
+    dry = multirun(tmp_path, *sweep, "hydra.sweeper.cost_from=figures.json")
+    assert "figures.json holds no figures for these runs' models (6 resnet8 runs): no cost to say" in (
+        dry.stdout + dry.stderr)
+    (tmp_path / "figures.json").write_text("{}")
+    refused = train_py(["-m", *sweep, *TINY_SWEEP, "hydra.sweeper.cost_from=figures.json"], cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "jackpot: config error: hydra.sweeper.cost_from=figures.json: figures.json holds no end-to-end figures" in (
+        refused.stderr)
+
+
 def test_shared_work_first_keeps_each_groups_order() -> None:
     # job -> the cache keys it needs that are missing: T* trunks, R* IMP rounds
     missing = {"a": ["T1"], "b": [], "c": ["T1"], "d": ["T2", "R2"], "e": ["T1", "R1"], "f": [], "g": ["T2", "R2"]}

@@ -1,4 +1,5 @@
-"""jackpot-tables' cost line: device-hours from results.json, a pack side by side counted once."""
+"""What a sweep costs: jackpot-tables' cost line (device-hours from results.json, a pack side by side counted
+once), and the projection of runs still to train from end-to-end figures (jackpot.tables.projection)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from jackpot.tables.cost import sweep_cost
+from jackpot.tables.projection import PlannedRun, project
 
 NAN = math.nan
 
@@ -42,3 +44,17 @@ def test_a_short_sweep_is_told_in_seconds():
 def test_no_recorded_wall_time_gives_no_cost():
     assert sweep_cost(_runs((NAN, NAN, NAN, None, None))) is None
     assert sweep_cost(_runs()) is None
+
+
+def test_runs_to_train_cost_their_overheads_and_epochs_and_shared_work_once():
+    figures = {"costs": {"vgg19": {"epoch_s": 2.0, "setup_s": 6.0, "process_start_s": 20.0},
+                         "resnet32": {"epoch_s": 3.0, "setup_s": 4.0, "process_start_s": 20.0}},
+               "packs": {"vgg19": {"speedup": 2.0, "overhead_per_run_s": 8.0}}}  # resnet32 takes vgg19's
+    runs = [PlannedRun("vgg19", 160, ("trunk-a",), 160), PlannedRun("vgg19", 160, ("trunk-a",), 160),
+            PlannedRun("resnet32", 10), PlannedRun("resnet8", 160), PlannedRun("resnet8", 160)]
+    projection = project(runs, figures)
+    assert (projection.runs, projection.shared_work) == (3, 1)  # the trunk both vgg19 runs need, once
+    assert projection.without_figures == {"resnet8": 2}
+    assert projection.hours == pytest.approx((3 * (26 + 320) + (24 + 30)) / 3600)
+    assert projection.hours_packed == pytest.approx((3 * (8 + 160) + (8 + 15)) / 3600)
+    assert project(runs, {"costs": figures["costs"]}).hours_packed is None  # no packs measured: none projected

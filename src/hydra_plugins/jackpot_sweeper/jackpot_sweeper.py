@@ -33,7 +33,9 @@ consecutive jobs of the launch order that share a model, a dataset and the train
 one job, which runs each of them with its own output dir, results and logs.
 
 `hydra.sweeper.dry_run=true` does all of that and prints the jobs it would launch, in order, instead of
-launching them.
+launching them. `hydra.sweeper.cost_from=<end-to-end figures>` (scripts/end_to_end.py --out) also says what the
+jobs about to launch will cost in device-hours on the device those figures were measured on
+(jackpot.tables.projection), so a lab sees the price of a sweep before paying it.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class JackpotSweeper(BasicSweeper):
                  dry_run: bool = False, wait_for_trunks: bool = False,
                  reuse_from: Sequence[str] | None = None, drop_inapplicable: bool = False,
                  baselines: Sequence[Sequence[str]] | None = None, pack: int | str = "auto",
-                 pack_side_by_side: bool | str = "auto") -> None:
+                 pack_side_by_side: bool | str = "auto", cost_from: str | None = None) -> None:
         super().__init__(max_batch_size, params)
         self.dry_run = dry_run
         self.wait_for_trunks = wait_for_trunks
@@ -80,6 +82,8 @@ class JackpotSweeper(BasicSweeper):
         self.baselines = baselines                  # method rules out are dropped; baseline jobs are added
         self.pack = pack  # runs per process (packing.py), checked when the sweep starts
         self.pack_side_by_side = pack_side_by_side
+        self.cost_from = cost_from  # end-to-end figures to price the jobs with (jackpot.tables.projection)
+        self.figures: dict | None = None
         self.plans: dict[JobKey, JobPlan] = {}
         self.dropped: dict[JobKey, str] = {}
 
@@ -100,6 +104,7 @@ class JackpotSweeper(BasicSweeper):
             check_fits(launcher)
             check_pack(self.pack)
             check_side_by_side(self.pack_side_by_side)
+            self.figures = _figures(self.cost_from)
         except ConfigError as err:
             exit_with_user_error(err)
         self.launcher = LaunchUnfinished(self.launcher, self)
@@ -241,6 +246,10 @@ class LaunchUnfinished:
             if trainers and readers:
                 log.info(f"jackpot: {len(trainers)} jobs that train shared dense trunks or IMP rounds go first, "
                          f"the {len(readers)} that read them last")
+        if self.sweeper.figures is not None and todo:
+            log.info(cost_line(self.sweeper.figures, self.sweeper.cost_from,
+                               [plan(job) for job in todo if not job_state(plan(job).output_dir).startswith("running")],
+                               self._packs(todo)))
         if self.sweeper.dry_run:
             roles = {**{tuple(job): "trains" for job in trainers}, **{tuple(job): "reads" for job in readers}}
             waiting = self.sweeper.wait_for_trunks and readers and len(readers) < len(todo)
@@ -274,6 +283,45 @@ class LaunchUnfinished:
 
     def __getattr__(self, name: str):
         return getattr(self.launcher, name)
+
+
+def _figures(path: str | None) -> dict | None:
+    """hydra.sweeper.cost_from's end-to-end figures, read before anything runs (a bad file is refused)."""
+    if path is None:
+        return None
+    from jackpot.tables.projection import read_figures
+
+    try:
+        return read_figures(Path(path))
+    except ValueError as err:
+        raise ConfigError(f"hydra.sweeper.cost_from={path}: {err}") from err
+
+
+def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Sequence[Sequence]) -> str:
+    """What these jobs cost in device-hours at `figures`: one run at a time, and in the packs they launch in."""
+    from jackpot.runs.cache_keys import pretrain_epochs
+    from jackpot.tables.projection import PlannedRun, figures_device, pack_size_of, project
+
+    runs = [PlannedRun(plan.config.model.name, int(plan.config.schedule.epochs), tuple(plan.missing_work),
+                       pretrain_epochs(plan.config)) for plan in plans]
+    hours = project(runs, figures)
+    left_out = ", ".join(f"{n} {model} runs" for model, n in sorted(hours.without_figures.items()))
+    if not hours.runs:
+        return f"jackpot: {source} holds no figures for these runs' models ({left_out}): no cost to say"
+    shared = f" and {hours.shared_work} dense trunks or IMP rounds" if hours.shared_work else ""
+    line = (f"jackpot: at the figures in {source} ({figures_device(figures)}), these {hours.runs} runs{shared} take "
+            f"about {hours.hours:.1f} device-hours one run at a time")
+    if hours.hours_packed is not None:
+        here = max(map(len, packs), default=1)
+        line += (f", about {hours.hours_packed:.1f} in packs of {pack_size_of(figures)} "
+                 + (f"(here they launch in packs of up to {here})" if here > 1 else
+                    "(here they launch one run per process: hydra.sweeper.pack=auto packs on a GPU)"))
+    resumed = sum(job_state(plan.output_dir).startswith("resumes") for plan in plans)
+    if resumed:
+        line += f"; the {resumed} that resume counted whole"
+    if left_out:
+        line += f"; not counted, no figures for their model: {left_out}"
+    return line
 
 
 class SweepRecord:
