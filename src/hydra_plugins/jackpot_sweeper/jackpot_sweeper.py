@@ -248,7 +248,8 @@ class LaunchUnfinished:
                          f"the {len(readers)} that read them last")
         if self.sweeper.figures is not None and todo:
             log.info(cost_line(self.sweeper.figures, self.sweeper.cost_from,
-                               [plan(job) for job in todo if not job_state(plan(job).output_dir).startswith("running")],
+                               [plan(job) for job in todo if plan(job).config is not None
+                                and not job_state(plan(job).output_dir).startswith("running")],
                                self._packs(todo)))
         if self.sweeper.dry_run:
             roles = {**{tuple(job): "trains" for job in trainers}, **{tuple(job): "reads" for job in readers}}
