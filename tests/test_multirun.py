@@ -202,7 +202,7 @@ class _Launcher:
 def test_wait_for_trunks_launches_the_readers_after_the_rest_even_when_a_job_failed(tmp_path, failing_launch):
     missing = {"a": ["T1"], "b": [], "c": ["T1"], "d": ["T2"]}
     plans = {(job,): JobPlan(tmp_path / job, missing_work=needs) for job, needs in missing.items()}
-    sweeper = SimpleNamespace(dry_run=False, wait_for_trunks=True, plans=plans)
+    sweeper = SimpleNamespace(dry_run=False, wait_for_trunks=True, plans=plans, figures=None)
     launcher = _Launcher(failing_launch)
     launch = LaunchUnfinished(launcher, sweeper).launch
     jobs = [[job] for job in missing]
