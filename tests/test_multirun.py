@@ -13,14 +13,15 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import compose_cfg, lock_held_by_another_process, train_py
+from omegaconf import OmegaConf
 
-from hydra_plugins.jackpot_sweeper.jackpot_sweeper import LaunchUnfinished
+from hydra_plugins.jackpot_sweeper.jackpot_sweeper import LaunchUnfinished, cost_line
 from jackpot import tables
 from jackpot.runs.atomic_io import write_json_atomic
 from jackpot.runs.cell_lock import LOCK_FILE
 from jackpot.runs.claim import claim_paths
 from jackpot.runs.identity import RUN_CONFIG_FILE, identity_hash, run_identity
-from jackpot.runs.results import PROGRESS_FILE
+from jackpot.runs.results import PROGRESS_FILE, write_progress
 from jackpot.runs.sweep_plan import JobPlan, job_state, shared_work_first
 
 # Tiny but real: one epoch of two batches, small scoring batches.
@@ -175,6 +176,27 @@ def test_a_sweep_prices_its_jobs_at_end_to_end_figures_before_launching(tmp_path
     assert refused.returncode == 2
     assert "jackpot: config error: hydra.sweeper.cost_from=figures.json: figures.json holds no end-to-end figures" in (
         refused.stderr)
+
+
+def test_the_cost_line_counts_what_resumed_jobs_still_train(tmp_path) -> None:
+    """A job resumed in its ticket costs the ticket epochs left (its progress file); one resumed before its ticket
+    trains (in its dense trunk) is counted whole, and said to be."""
+
+    config = OmegaConf.create({"model": {"name": "vgg19"}, "schedule": {"epochs": 160}, "pruner": {}})
+    plans = []
+    for name, stage, done, trunk in (("new", None, None, []), ("in_ticket", "ticket", 100, []),
+                                     ("in_trunk", "dense trunk", 37, ["T"])):
+        (tmp_path / name).mkdir()
+        if stage:
+            (tmp_path / name / RUN_CONFIG_FILE).write_text("{}")
+            write_progress(tmp_path / name / PROGRESS_FILE, stage, done, 160)
+        plans.append(JobPlan(tmp_path / name, missing_work=trunk, config=config))
+    figures = {"device": "cuda: a test GPU", "costs": {"vgg19": {"epoch_s": 10.0, "setup_s": 0.0,
+                                                                 "process_start_s": 0.0}}}
+    # 1,600 s new, 600 s left in the ticket, 1,600 s + the trunk's 1,600 s for the one resumed in its trunk
+    assert cost_line(figures, "f.json", plans, [[plan] for plan in plans]) == (
+        "jackpot: at the figures in f.json (cuda: a test GPU), these 3 runs and 1 dense trunks or IMP rounds take "
+        "about 1.5 device-hours one run at a time; the 1 that resume before their ticket trains counted whole")
 
 
 def test_shared_work_first_keeps_each_groups_order() -> None:

@@ -59,7 +59,7 @@ from jackpot.runs.cache_keys import missing_work
 from jackpot.runs.identity import run_identity
 from jackpot.runs.output_dir import holds_finished_run
 from jackpot.runs.pack import PACK_KEY, PackMember, check_side_by_side, member_container, write_pack
-from jackpot.runs.results import is_complete
+from jackpot.runs.results import is_complete, progress_of
 from jackpot.runs.sweep_plan import JobPlan, job_state, shared_work_first
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
     from jackpot.runs.cache_keys import pretrain_epochs
     from jackpot.tables.projection import PlannedRun, figures_device, pack_size_of, project
 
-    runs = [PlannedRun(plan.config.model.name, int(plan.config.schedule.epochs), tuple(plan.missing_work),
+    runs = [PlannedRun(plan.config.model.name, _ticket_epochs_left(plan), tuple(plan.missing_work),
                        pretrain_epochs(plan.config)) for plan in plans]
     hours = project(runs, figures)
     left_out = ", ".join(f"{n} {model} runs" for model, n in sorted(hours.without_figures.items()))
@@ -317,12 +317,20 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
         line += (f", about {hours.hours_packed:.1f} in packs of {pack_size_of(figures)} "
                  + (f"(here they launch in packs of up to {here})" if here > 1 else
                     "(here they launch one run per process: hydra.sweeper.pack=auto packs on a GPU)"))
-    resumed = sum(job_state(plan.output_dir).startswith("resumes") for plan in plans)
-    if resumed:
-        line += f"; the {resumed} that resume counted whole"
+    whole = sum(job_state(plan.output_dir).startswith("resumes") and progress_of(plan.output_dir)[0] != "ticket"
+                for plan in plans)
+    if whole:
+        line += f"; the {whole} that resume before their ticket trains counted whole"
     if left_out:
         line += f"; not counted, no figures for their model: {left_out}"
     return line
+
+
+def _ticket_epochs_left(plan: JobPlan) -> int:
+    """The ticket epochs a job still trains: all of them, less those its progress file says a killed launch did."""
+    epochs = int(plan.config.schedule.epochs)
+    stage, done, _ = progress_of(plan.output_dir) if plan.output_dir is not None else ("", None, None)
+    return max(epochs - done, 0) if stage == "ticket" and done is not None else epochs
 
 
 class SweepRecord:

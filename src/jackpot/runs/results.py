@@ -39,13 +39,20 @@ def write_progress(path: str | Path, stage: str, epoch: int | None = None, epoch
 def read_progress(output_dir: str | Path) -> str:
     """`<stage> epoch k/n` (or just the stage, e.g. while waiting for a trunk) from a run's progress file; empty
     when there is none (yet) or it cannot be read."""
+    stage, done, total = progress_of(output_dir)
+    return stage if total is None else f"{stage} epoch {done}/{total}"
+
+
+def progress_of(output_dir: str | Path) -> tuple[str, int | None, int | None]:
+    """(stage, epochs done, the stage's epochs) from a run's progress file: ("", None, None) when there is none
+    (yet) or it cannot be read, (stage, None, None) for a stage that trains nothing."""
     try:
         data = json.loads((Path(output_dir) / PROGRESS_FILE).read_text())
         if "epochs" not in data:
-            return str(data["stage"])
-        return f"{data['stage']} epoch {int(data['epoch'])}/{int(data['epochs'])}"
+            return str(data["stage"]), None, None
+        return str(data["stage"]), int(data["epoch"]), int(data["epochs"])
     except (OSError, ValueError, KeyError, TypeError):
-        return ""
+        return "", None, None
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
