@@ -108,6 +108,19 @@ def test_fake_cifar_cli_writes_both_folders(tmp_path: Path) -> None:
     assert len(load_arrays("cifar100", tmp_path, verify_md5=False).test_targets) == 20
 
 
+def test_generated_images_are_the_same_whatever_the_chunk_they_are_drawn_in(tmp_path: Path, monkeypatch) -> None:
+    """Full-size folders are drawn a chunk at a time (56 s -> 5 s); the bytes must be those of one draw, so a
+    folder generated before the change, or by a test with another size, stays the same data."""
+    from jackpot.data import fake_cifar
+
+    def files(chunk: int) -> dict[str, bytes]:
+        monkeypatch.setattr(fake_cifar, "_CHUNK", chunk)
+        folder = write_fake_cifar(tmp_path / str(chunk), "cifar10", 53, 17)
+        return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+    assert files(7) == files(10_000)
+
+
 @pytest.mark.parametrize(("name", "first_file"), [("cifar10", "data_batch_1"), ("cifar100", "train")])
 def test_md5_check_rejects_generated_folder(
     fake_root: Path, no_network: list[str], name: str, first_file: str
