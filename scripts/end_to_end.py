@@ -27,6 +27,7 @@ counted once, at their epochs) to hours: one run at a time, and K runs to a GPU 
   python scripts/end_to_end.py --models vgg19 --pack-models vgg19 --pack-epochs 16 --cold-first \
       --extra trainer=gpu --compare-with e2e.json       # compiled (its warm compiles stagger a pack's runs more)
   python scripts/end_to_end.py --project-from docs/e2e_h200_issue19.json      # the projection alone
+  python scripts/end_to_end.py --project-from e2e_compiled.json --compare-with e2e.json   # compiled, after
   python scripts/end_to_end.py --models resnet8 --pack-models resnet8 --pack-epochs 4 --train 2000 --test 500 \
       --pack 2 --pack-side-by-side true --extra trainer=cpu                   # CPU smoke
 """
@@ -251,19 +252,20 @@ def main() -> None:
     parser.add_argument("--compare-with", type=Path, default=None,
                         help="an earlier --out without these --extra settings (eager): says whether these pay, and "
                              "projects with its figures for the models not measured here")
+    parser.add_argument("--no-projection", action="store_true",
+                        help="measure and compare, but project nothing (later: --project-from the --out file)")
     parser.add_argument("--project-from", type=Path, default=None,
                         help="measure nothing: project from the figures of an earlier --out (costs, packs)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
-    if args.project_from:
-        figures = json.loads(args.project_from.read_text())
-        print_projection(figures["costs"], figures.get("packs") or {}, args.pack)
-        return
     baseline = None  # read before any run: a bad path fails in seconds
     if args.compare_with and args.compare_with.exists():
         baseline = json.loads(args.compare_with.read_text())
     elif args.compare_with:  # an earlier step of a device check cut short: measure anyway, compare nothing
         print(f"{args.compare_with} does not exist: nothing to compare with", flush=True)
+    if args.project_from:
+        report(json.loads(args.project_from.read_text()), baseline, args)
+        return
     from jackpot.data.fake_cifar import write_fake_cifar
 
     with tempfile.TemporaryDirectory(prefix="jackpot-e2e-") as tmp:
@@ -297,14 +299,25 @@ def main() -> None:
             print(f"  {model}: a run's epoch in a pack of {args.pack} ({how}) {pack['epoch_s']:.2f} s of the device, "
                   f"{pack['speedup']:.2f}x a run alone; overhead {pack['overhead_per_run_s']:.1f} s per run",
                   flush=True)
+    projection = report(figures, baseline, args)
+    if projection is not None:
+        write_json(args.out, {**figures, "projection": projection})
+
+
+def report(figures: dict, baseline: dict | None, args: argparse.Namespace) -> dict | None:
+    """Whether these settings pay against `baseline` (--compare-with), then the projection (unless
+    --no-projection: composing every sweep takes a device check 10-70 s that --project-from spends anywhere)."""
+    costs, packs = figures["costs"], figures.get("packs") or {}
     if baseline is not None:
         for line in compile_verdict(baseline, figures):
             print(line)
-        print(f"(projected below: {', '.join(costs)} with {args.extra or 'these settings'}, any other model as in "
-              f"{args.compare_with})")
         costs, packs = {**baseline["costs"], **costs}, {**(baseline.get("packs") or {}), **packs}
-    projection = print_projection(costs, packs, args.pack)
-    write_json(args.out, {**figures, "projection": projection})
+    if args.no_projection:
+        return None
+    if baseline is not None:
+        print(f"(projected below: {', '.join(figures['costs'])} with {figures.get('extra') or 'these settings'}, "
+              f"any other model as in {args.compare_with})")
+    return print_projection(costs, packs, args.pack)
 
 
 def write_json(path: Path | None, data: dict) -> None:
