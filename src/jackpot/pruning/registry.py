@@ -24,7 +24,7 @@ from torch import Tensor
 Builder = Callable[..., Mapping[str, Tensor]]
 # An option check returns None for an allowed value, else what is allowed ("must be a number > 0").
 OptionCheck = Callable[[Any], "str | None"]
-# (network on the meta device, ratio, configured options) -> why the ratio cannot be reached, or None
+# (network on the meta device, ratio, every option with its default filled in) -> why the ratio cannot be reached
 RatioCheck = Callable[[Any, float, Mapping[str, Any]], "str | None"]
 
 SUPPLIED = ("current_masks", "input_shape")  # keyword parameters filled in by jackpot, never by a config
