@@ -323,10 +323,10 @@ def report(figures: dict, baseline: dict | None, args: argparse.Namespace) -> di
 def write_json(path: Path | None, data: dict) -> None:
     """Write `data` to `path` (if any) through a temp file: a step killed at its time limit leaves the figures
     measured so far, whole."""
+    from jackpot.runs.atomic_io import write_json_atomic
+
     if path is not None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(path)
+        write_json_atomic(path, data)
 
 
 def print_projection(costs: dict[str, dict], packs: dict[str, dict], size: int) -> dict:

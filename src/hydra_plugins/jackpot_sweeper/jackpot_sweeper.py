@@ -303,8 +303,9 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
     from jackpot.runs.cache_keys import pretrain_epochs
     from jackpot.tables.projection import PlannedRun, figures_device, pack_size_of, project
 
-    runs = [PlannedRun(plan.config.model.name, _ticket_epochs_left(plan), tuple(plan.missing_work),
-                       pretrain_epochs(plan.config)) for plan in plans]
+    left = [_ticket_epochs_left(plan) for plan in plans]
+    runs = [PlannedRun(plan.config.model.name, epochs, tuple(plan.missing_work), pretrain_epochs(plan.config))
+            for plan, (epochs, _) in zip(plans, left, strict=True)]
     hours = project(runs, figures)
     left_out = ", ".join(f"{n} {model} runs" for model, n in sorted(hours.without_figures.items()))
     if not hours.runs:
@@ -317,8 +318,7 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
         line += (f", about {hours.hours_packed:.1f} in packs of {pack_size_of(figures)} "
                  + (f"(here they launch in packs of up to {here})" if here > 1 else
                     "(here they launch one run per process: hydra.sweeper.pack=auto packs on a GPU)"))
-    whole = sum(job_state(plan.output_dir).startswith("resumes") and progress_of(plan.output_dir)[0] != "ticket"
-                for plan in plans)
+    whole = sum(counted_whole for _, counted_whole in left)
     if whole:
         line += f"; the {whole} that resume before their ticket trains counted whole"
     if left_out:
@@ -326,11 +326,14 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
     return line
 
 
-def _ticket_epochs_left(plan: JobPlan) -> int:
-    """The ticket epochs a job still trains: all of them, less those its progress file says a killed launch did."""
+def _ticket_epochs_left(plan: JobPlan) -> tuple[int, bool]:
+    """The ticket epochs a job still trains (all of them, less those its progress file says a killed launch did),
+    and whether a resumed job is counted whole (it stopped before its ticket: in its trunk, say)."""
     epochs = int(plan.config.schedule.epochs)
     stage, done, _ = progress_of(plan.output_dir) if plan.output_dir is not None else ("", None, None)
-    return max(epochs - done, 0) if stage == "ticket" and done is not None else epochs
+    if stage == "ticket" and done is not None:
+        return max(epochs - done, 0), False
+    return epochs, job_state(plan.output_dir).startswith("resumes")
 
 
 class SweepRecord:
