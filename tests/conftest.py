@@ -82,6 +82,7 @@ TINY = [
     "schedule.milestones=[1]",
     "trainer.limit_train_batches=2",
     "dataset.samples_per_class=2",
+    "trainer.checkpoint_interval_s=0",  # every epoch: the resume tests kill runs between epochs of a few steps
 ]
 
 

@@ -34,6 +34,8 @@ CONFIG_CASES = [
     (["trainer.devices=2"], "trainer.devices=2: a run trains on one device"),
     (["trainer.channels_last=yes"], "trainer.channels_last='yes' is not allowed; choose one of: auto, True, False"),
     (["trainer.checkpoint_every_n_epochs=0"], "trainer.checkpoint_every_n_epochs=0 must be an integer >= 1"),
+    (["trainer.checkpoint_interval_s=-1"], "trainer.checkpoint_interval_s=-1 must be a number of seconds >= 0"),
+    (["trainer.checkpoint_interval_s=soon"], "trainer.checkpoint_interval_s='soon' must be a number of seconds"),
     (["pruner=obd", "pruner.options.estimator=hessian"],
      "pruner.options.estimator='hessian' is not allowed; choose one of: fisher, hutchinson"),
     (["pruner=obd", "pruner.options.probes=0"], "pruner.options.probes=0 must be an integer >= 1"),

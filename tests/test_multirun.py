@@ -179,8 +179,9 @@ def test_a_sweep_prices_its_jobs_at_end_to_end_figures_before_launching(tmp_path
 
 
 def test_the_cost_line_counts_what_resumed_jobs_still_train(tmp_path) -> None:
-    """A job resumed in its ticket costs the ticket epochs left (its progress file); one resumed before its ticket
-    trains (in its dense trunk) is counted whole, and said to be."""
+    """A job resumed in its ticket costs the ticket epochs after its newest checkpoint (its progress file: killed
+    after epoch 100, checkpointed at 40); one resumed before its ticket trains (in its dense trunk) is counted
+    whole, and said to be."""
 
     config = OmegaConf.create({"model": {"name": "vgg19"}, "schedule": {"epochs": 160}, "pruner": {}})
     plans = []
@@ -189,14 +190,14 @@ def test_the_cost_line_counts_what_resumed_jobs_still_train(tmp_path) -> None:
         (tmp_path / name).mkdir()
         if stage:
             (tmp_path / name / RUN_CONFIG_FILE).write_text("{}")
-            write_progress(tmp_path / name / PROGRESS_FILE, stage, done, 160)
+            write_progress(tmp_path / name / PROGRESS_FILE, stage, done, 160, checkpointed=40 if done == 100 else None)
         plans.append(JobPlan(tmp_path / name, missing_work=trunk, config=config))
     figures = {"device": "cuda: a test GPU", "costs": {"vgg19": {"epoch_s": 10.0, "setup_s": 0.0,
                                                                  "process_start_s": 0.0}}}
-    # 1,600 s new, 600 s left in the ticket, 1,600 s + the trunk's 1,600 s for the one resumed in its trunk
+    # 1,600 s new, 1,200 s left in the ticket, 1,600 s + the trunk's 1,600 s for the one resumed in its trunk
     assert cost_line(figures, "f.json", plans, [[plan] for plan in plans]) == (
         "jackpot: at the figures in f.json (cuda: a test GPU), these 3 runs and 1 dense trunks or IMP rounds take "
-        "about 1.5 device-hours one run at a time; the 1 that resume before their ticket trains counted whole")
+        "about 1.7 device-hours one run at a time; the 1 that resume before their ticket trains counted whole")
 
 
 def test_shared_work_first_keeps_each_groups_order() -> None:

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import TINY, train_py
-from wandb_records import run_summary
+from wandb_records import logged_epochs, run_summary
 
 TINY_DIGITS = [*TINY, "dataset=digits", "schedule.epochs=2", "schedule.milestones=[1]", "logger=wandb",
                "name=wandb_sweep", "pruner=random"]
@@ -46,6 +46,22 @@ def test_a_resumed_job_continues_the_same_wandb_run(tmp_path):
     assert len({d.name.rsplit("-", 1)[1] for d in run_dirs}) == 1
     assert _runs(tmp_path / "job")[-1]["id"] == run_dirs[0].name.rsplit("-", 1)[1]
     assert json.loads((tmp_path / "job" / "results.json").read_text())["resumed"] is True
+
+
+def test_a_job_resumed_from_an_older_checkpoint_logs_every_epoch_it_trains_again(tmp_path):
+    """Checkpoints come at most once per `trainer.checkpoint_interval_s` (here an hour: only after the last
+    epoch), so a job killed in its third epoch trains all three again, and logs all three into the same wandb
+    run: a SIGKILLed offline run's own records never reach its file, so skipping epochs would lose them."""
+    args = [*TINY_DIGITS, "ratio=0.5", "schedule.epochs=3", "schedule.milestones=[2]",
+            "trainer.checkpoint_interval_s=3600", f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/job"]
+    killed = _train_py(args, fault="step:5")  # 2 steps per epoch: step 5 is in the third
+    assert killed.returncode == -9
+    assert _train_py(args).returncode == 0
+    files = sorted((tmp_path / "job").glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 2 and len({f.name for f in files}) == 1  # one wandb run id
+    # the density row at the start, then each epoch's test and training rows
+    assert logged_epochs(files[-1]) == [0, 0, 0, 1, 1, 2, 2]
+    assert [e["epoch"] for e in json.loads((tmp_path / "job" / "results.json").read_text())["history"]] == [0, 1, 2]
 
 
 def test_an_empty_stored_wandb_id_is_replaced_not_reused(tmp_path):

@@ -59,3 +59,15 @@ def run_summary(path: str | Path) -> dict:
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
     return out
+
+
+def logged_epochs(path: str | Path) -> list[int]:
+    """The `trainer/global_step` of each history row that has one (jackpot logs the epoch there), in the order
+    logged."""
+    steps = []
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == "history":
+            items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            if "trainer/global_step" in items:
+                steps.append(int(float(items["trainer/global_step"])))
+    return steps

@@ -80,6 +80,12 @@ def _int_at_least(key: str, value, low: int) -> int:
     return value
 
 
+def _seconds_at_least_zero(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{key}={value!r} must be a number of seconds >= 0 (0: every epoch, .inf: a stage's last)")
+    return float(value)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first invalid value; cheap, touches no data."""
     from jackpot.data import DATASET_NAMES
@@ -130,6 +136,7 @@ def validate(cfg: DictConfig) -> None:
         )
     _choice("trainer.channels_last", cfg.trainer.channels_last, CHANNELS_LAST)
     _int_at_least("trainer.checkpoint_every_n_epochs", cfg.trainer.checkpoint_every_n_epochs, 1)
+    _seconds_at_least_zero("trainer.checkpoint_interval_s", cfg.trainer.checkpoint_interval_s)
     _int_at_least("trainer.steps_per_call", cfg.trainer.get("steps_per_call", 1), 1)
     graph = cfg.trainer.get("cuda_graph", "auto")
     if not (graph == "auto" or isinstance(graph, bool)):

@@ -13,7 +13,6 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -22,6 +21,7 @@ from jackpot.config import SCALED_PRECISIONS, pruner_options, ticket_weights_of,
 from jackpot.data import ImageDataModule
 from jackpot.data.corruption import OFFICIAL_SEED
 from jackpot.lightning.callbacks import EpochSeed, FaultPoints, ProgressFile, PruningCallback
+from jackpot.lightning.epoch_checkpoint import EpochCheckpoint
 from jackpot.lightning.loggers import build_loggers, cell_keys, cell_name, finish_loggers
 from jackpot.lightning.module import ClassificationModule, MultiStepClassificationModule, Schedule
 from jackpot.lightning.progress import EpochLog, quiet_lightning
@@ -89,10 +89,12 @@ def make_trainer(cfg: DictConfig, epochs: int, ckpt_dir: Path | None, callbacks:
     if faults.active():
         callbacks = [*callbacks, FaultPoints()]
     if ckpt_dir is not None:
-        # One file, overwritten (atomically) every epoch: `last.ckpt` is what a rerun resumes from.
-        callbacks = [*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", save_top_k=1, save_last=False,
-                                                 enable_version_counter=False, save_on_train_epoch_end=True,
-                                                 every_n_epochs=t.checkpoint_every_n_epochs)]
+        # One file, overwritten (atomically) at an epoch's end once a minute: `last.ckpt` is what a rerun resumes
+        # from, and the progress file says which epoch it holds.
+        progress = next((c for c in callbacks if isinstance(c, ProgressFile)), None)
+        callbacks = [*callbacks, EpochCheckpoint(str(ckpt_dir), every_n_epochs=t.checkpoint_every_n_epochs,
+                                                 min_interval_s=t.checkpoint_interval_s,
+                                                 on_saved=progress.checkpointed if progress else None)]
     # auto: in the background on a GPU, where an epoch can be shorter than writing its checkpoint
     writes = t.get("checkpoint_writes", "auto")
     background = writes == "background" or (writes == "auto" and gpu)

@@ -59,7 +59,7 @@ from jackpot.runs.cache_keys import missing_work
 from jackpot.runs.identity import run_identity
 from jackpot.runs.output_dir import holds_finished_run
 from jackpot.runs.pack import PACK_KEY, PackMember, check_side_by_side, member_container, write_pack
-from jackpot.runs.results import is_complete, progress_of
+from jackpot.runs.results import Progress, is_complete, progress_of
 from jackpot.runs.sweep_plan import JobPlan, job_state, shared_work_first
 
 log = logging.getLogger(__name__)
@@ -327,12 +327,13 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
 
 
 def _ticket_epochs_left(plan: JobPlan) -> tuple[int, bool]:
-    """The ticket epochs a job still trains (all of them, less those its progress file says a killed launch did),
-    and whether a resumed job is counted whole (it stopped before its ticket: in its trunk, say)."""
+    """The ticket epochs a job still trains (all of them, less those the newest checkpoint of a killed launch
+    holds, as its progress file says), and whether a resumed job is counted whole (it stopped before its
+    ticket: in its trunk, say)."""
     epochs = int(plan.config.schedule.epochs)
-    stage, done, _ = progress_of(plan.output_dir) if plan.output_dir is not None else ("", None, None)
-    if stage == "ticket" and done is not None:
-        return max(epochs - done, 0), False
+    progress = progress_of(plan.output_dir) if plan.output_dir is not None else Progress("")
+    if progress.stage == "ticket" and progress.checkpointed is not None:
+        return max(epochs - progress.checkpointed, 0), False
     return epochs, job_state(plan.output_dir).startswith("resumes")
 
 

@@ -162,7 +162,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "accelerator": "auto", "devices": 1, "precision": "auto", "channels_last": "auto", "compile": False,
     "cuda_graph": "auto", "steps_per_call": 8, "deterministic": False, "enable_progress_bar": False,
     "log_every_n_steps": 50, "limit_train_batches": None, "limit_val_batches": None,
-    "checkpoint_every_n_epochs": 1, "checkpoint_writes": "auto",
+    "checkpoint_every_n_epochs": 1, "checkpoint_interval_s": 60, "checkpoint_writes": "auto",
 }
 
 
@@ -222,7 +222,7 @@ class LightningRun(Variant):
         from jackpot.train import make_trainer
 
         logger = CSVLogger(save_dir=str(self.log_dir), name="bench", version="")
-        # a checkpoint every epoch, as a real run (saved after the step timer's epoch end)
+        # a fit of one epoch, its last: checkpointed as a real run's last epoch (saved after the step timer's epoch end)
         ckpt_dir = self.log_dir / ("ckpt-" + "".join(c if c.isalnum() else "_" for c in self.name))
         trainer = make_trainer(self.settings, 1, ckpt_dir, list(self.callbacks), [logger])
         began = time.perf_counter()

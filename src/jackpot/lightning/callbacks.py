@@ -122,12 +122,29 @@ class EpochSeed(L.Callback):
 
 
 class ProgressFile(L.Callback):
-    """Write `<output dir>/progress.json` at each epoch end: the stage (dense trunk, IMP round, ticket) and the
-    epochs done of its total, which `jackpot-tables` shows for a running or interrupted cell."""
+    """Write `<output dir>/progress.json` at each epoch end: the stage (dense trunk, IMP round, ticket), the
+    epochs done of its total, and the epochs its newest checkpoint holds (where a rerun resumes: checkpoints are
+    written at most once per `trainer.checkpoint_interval_s`), which `jackpot-tables`, a dry run and the
+    sweeper's cost line show for a running or interrupted cell."""
 
     def __init__(self, path: Path, stage: str):
         self.path = Path(path)
         self.stage = stage
+        self._checkpointed = 0
+        self._done: int | None = None
+        self._total: int | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._checkpointed = trainer.current_epoch  # 0, or the epochs of the checkpoint this fit resumed from
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        write_progress(self.path, self.stage, trainer.current_epoch + 1, trainer.max_epochs)
+        self._done, self._total = trainer.current_epoch + 1, trainer.max_epochs
+        self._write()
+
+    def checkpointed(self, epochs_done: int) -> None:
+        """A checkpoint holding `epochs_done` epochs is written (`EpochCheckpoint.on_saved`)."""
+        self._checkpointed = epochs_done
+        self._write()
+
+    def _write(self) -> None:
+        write_progress(self.path, self.stage, self._done, self._total, checkpointed=self._checkpointed)

@@ -30,6 +30,7 @@ NOT_THE_RUN = (
 SPEED_ONLY = (
     "dataset.num_workers", "dataset.eval_batch_size",
     "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_epochs",
+    "trainer.checkpoint_interval_s",
     "trainer.cuda_graph", "trainer.checkpoint_writes", "trainer.steps_per_call",
     "pruner.options.offload",
 )

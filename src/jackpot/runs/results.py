@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jackpot.runs.atomic_io import write_json_atomic
 from jackpot.runs.identity import run_identity
@@ -28,31 +28,51 @@ def write_results(output_dir: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def write_progress(path: str | Path, stage: str, epoch: int | None = None, epochs: int | None = None) -> None:
-    """Rewrite a run's progress file (atomically): its stage, and the epochs done of the stage's total if it trains."""
+class Progress(NamedTuple):
+    """A run's progress file: its stage; for a stage that trains, the epochs done of its total and the epochs its
+    newest checkpoint holds (where a rerun resumes; files written before checkpoints had an interval say the
+    epochs done)."""
+
+    stage: str
+    done: int | None = None
+    total: int | None = None
+    checkpointed: int | None = None
+
+    def __str__(self) -> str:
+        if self.total is None:
+            return self.stage
+        text = f"{self.stage} epoch {self.done}/{self.total}"
+        return text if self.checkpointed == self.done else f"{text}, checkpoint at {self.checkpointed}"
+
+
+def write_progress(path: str | Path, stage: str, epoch: int | None = None, epochs: int | None = None,
+                   checkpointed: int | None = None) -> None:
+    """Rewrite a run's progress file (atomically): its stage, and if it trains the epochs done of the stage's
+    total and the epochs its newest checkpoint holds (`epoch` when not given)."""
     payload: dict[str, Any] = {"stage": stage, "time": time.time()}
     if epochs is not None:
-        payload.update(epoch=epoch, epochs=epochs)
+        payload.update(epoch=epoch, epochs=epochs, checkpointed=epoch if checkpointed is None else checkpointed)
     write_json_atomic(Path(path), payload)
 
 
 def read_progress(output_dir: str | Path) -> str:
-    """`<stage> epoch k/n` (or just the stage, e.g. while waiting for a trunk) from a run's progress file; empty
-    when there is none (yet) or it cannot be read."""
-    stage, done, total = progress_of(output_dir)
-    return stage if total is None else f"{stage} epoch {done}/{total}"
+    """`<stage> epoch k/n` (`, checkpoint at j` when a rerun would resume from an earlier epoch), or just the
+    stage (e.g. while waiting for a trunk), from a run's progress file; empty when there is none (yet) or it
+    cannot be read."""
+    return str(progress_of(output_dir))
 
 
-def progress_of(output_dir: str | Path) -> tuple[str, int | None, int | None]:
-    """(stage, epochs done, the stage's epochs) from a run's progress file: ("", None, None) when there is none
-    (yet) or it cannot be read, (stage, None, None) for a stage that trains nothing."""
+def progress_of(output_dir: str | Path) -> Progress:
+    """A run's progress file: Progress("") when there is none (yet) or it cannot be read, only a stage for a
+    stage that trains nothing."""
     try:
         data = json.loads((Path(output_dir) / PROGRESS_FILE).read_text())
         if "epochs" not in data:
-            return str(data["stage"]), None, None
-        return str(data["stage"]), int(data["epoch"]), int(data["epochs"])
+            return Progress(str(data["stage"]))
+        done = int(data["epoch"])
+        return Progress(str(data["stage"]), done, int(data["epochs"]), int(data.get("checkpointed", done)))
     except (OSError, ValueError, KeyError, TypeError):
-        return "", None, None
+        return Progress("")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
