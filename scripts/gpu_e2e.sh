@@ -14,7 +14,7 @@ source "$(dirname "$0")/gpu_common.sh"
 # 1. the CUDA tests (recorded steps equal eager ones, masks exact, device pipeline, scoring on the GPU, a pack's
 #    runs on their own streams bit-identical to each alone; ~60 s)
 step 70 python3 -m pytest -q -p no:cacheprovider tests/test_step_graph.py tests/test_device_loader.py \
-  tests/test_scores.py tests/test_callback.py tests/test_pack.py -k "cuda"
+  tests/test_scores.py tests/test_callback.py tests/test_pack.py tests/test_checkpoint_io.py tests/test_progress.py -k "cuda"
 # 2. process start: where the seconds before a run go (imports), one line per top-level package over 0.3 s
 step 15 bash -c "python3 -X importtime -c 'import jackpot.train' 2>&1 | awk -F'|' '\$2+0 > 300000' | tail -15"
 # 3. eager (trainer=default): VGG19 and ResNet32 alone (3 epochs each, one process per figure), then a pack of 4

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from jackpot.lightning.module import ClassificationModule, Schedule
 from jackpot.models import build_model
 from jackpot.runs.atomic_io import torch_load_safe
-from jackpot.runs.checkpoint_io import BackgroundCheckpointIO
+from jackpot.runs.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 
 
 def test_the_file_holds_the_tensors_as_they_were_at_the_save(tmp_path: Path) -> None:
@@ -26,6 +26,32 @@ def test_the_file_holds_the_tensors_as_they_were_at_the_save(tmp_path: Path) -> 
     io.teardown()
     saved = torch_load_safe(tmp_path / "last.ckpt")
     assert torch.equal(saved["state_dict"]["w"], torch.arange(6, dtype=torch.float32)) and saved["epoch"] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_snapshot_is_copied_to_the_host_on_a_stream_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """Training on its own stream (a pack's run) goes on changing the weights while the thread writes; the file
+    holds them as they were at the save, and the thread's copies ran on the writer's stream, not on the legacy
+    default stream (where each copy would hold up every stream's work)."""
+    streams = []
+    original = AtomicCheckpointIO.save_checkpoint
+
+    def recording(self, checkpoint, path, storage_options=None):
+        streams.append(torch.cuda.current_stream())
+        original(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", recording)
+    io = BackgroundCheckpointIO()
+    expected = torch.arange(1 << 20, dtype=torch.float32)
+    with torch.cuda.stream(torch.cuda.Stream()):
+        weights = torch.zeros(1 << 20, device="cuda")
+        torch.cuda._sleep(20_000_000)  # queued work ahead of the weights' last change and of the clone
+        weights.copy_(expected, non_blocking=False)
+        io.save_checkpoint({"state_dict": {"w": weights}}, tmp_path / "last.ckpt")
+        weights.mul_(-1)
+        io.teardown()
+    assert torch.equal(torch_load_safe(tmp_path / "last.ckpt")["state_dict"]["w"], expected)
+    assert streams == [io._copy_stream] and streams[0] != torch.cuda.default_stream()
 
 
 def test_a_save_waits_for_the_write_in_flight(tmp_path: Path, monkeypatch) -> None:

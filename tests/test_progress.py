@@ -126,3 +126,21 @@ def test_a_resumed_stage_says_where_it_resumed(tmp_path, one_thread, caplog):
     logged = [r.getMessage() for r in caplog.records if r.name == "jackpot.lightning.progress"]
     assert logged[0] == f"cell dense trunk: 2 epochs, resumed after epoch 1/2 ({ckpt_dir / 'last.ckpt'})"
     assert [line.split(":")[0] for line in logged[1:]] == ["cell dense trunk epoch 2/2"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_epoch_end_on_cuda_waits_for_its_own_stream_only():
+    """A pack's runs train on their own streams: a run's epoch end waits for its queued work, not for another
+    run's (a device-wide synchronize held each run up until every stream had drained)."""
+    from types import SimpleNamespace
+
+    from jackpot.lightning.progress import _synchronized_now
+
+    mine, other = torch.cuda.Stream(), torch.cuda.Stream()
+    with torch.cuda.stream(other):
+        torch.cuda._sleep(4_000_000_000)  # seconds of GPU clock cycles
+    with torch.cuda.stream(mine):
+        torch.cuda._sleep(50_000_000)
+        _synchronized_now(SimpleNamespace(device=torch.device("cuda")))
+        assert mine.query() and not other.query()
+    other.synchronize()

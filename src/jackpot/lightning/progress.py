@@ -157,7 +157,9 @@ class EpochLog(L.Callback):
 
 
 def _synchronized_now(pl_module: L.LightningModule) -> float:
-    """The time once the device's queued work is done (one synchronize; a no-op on a CPU)."""
+    """The time once this run's queued work is done: its stream's, not the whole device's (the runs of a pack
+    each train on their own stream, and a device-wide wait would hold each one up until all had drained; a no-op
+    on a CPU)."""
     if pl_module.device.type == "cuda":
-        torch.cuda.synchronize(pl_module.device)
+        torch.cuda.current_stream(pl_module.device).synchronize()
     return time.perf_counter()

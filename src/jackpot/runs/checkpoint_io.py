@@ -40,6 +40,7 @@ class BackgroundCheckpointIO(AtomicCheckpointIO):
         super().__init__()
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._copy_stream: torch.cuda.Stream | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         self.wait()
@@ -47,15 +48,24 @@ class BackgroundCheckpointIO(AtomicCheckpointIO):
         cloned = None
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             cloned = torch.cuda.Event()
-            cloned.record()  # the thread's copies to the host start after the clones, whatever stream it uses
+            cloned.record()  # on the caller's stream: the thread's copies to the host start after the clones
+            if self._copy_stream is None:
+                self._copy_stream = torch.cuda.Stream()  # on the caller's device
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jackpot-checkpoint")
         self._pending = self._executor.submit(self._write, snapshot, path, cloned)
 
     def _write(self, snapshot: dict[str, Any], path, cloned: torch.cuda.Event | None) -> None:
-        if cloned is not None:
-            cloned.synchronize()
-        AtomicCheckpointIO.save_checkpoint(self, snapshot, path)
+        if cloned is None:
+            AtomicCheckpointIO.save_checkpoint(self, snapshot, path)
+            return
+        cloned.synchronize()
+        # torch.save copies each tensor to the host on the thread's current stream. Not the legacy default stream:
+        # a copy there waits for all work queued on every other stream and holds it all up until it is done, a
+        # barrier across the training (every run of a pack) per tensor. The copies are synchronous, so each
+        # snapshot tensor is done with before it is freed.
+        with torch.cuda.stream(self._copy_stream):
+            AtomicCheckpointIO.save_checkpoint(self, snapshot, path)
 
     def wait(self) -> None:
         """Block until the write in flight (if any) is on disk; raise its error."""
