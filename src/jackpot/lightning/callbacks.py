@@ -142,7 +142,8 @@ class ProgressFile(L.Callback):
         self._write()
 
     def checkpointed(self, epochs_done: int) -> None:
-        """A checkpoint holding `epochs_done` epochs is written (`EpochCheckpoint.on_saved`)."""
+        """A checkpoint holding `epochs_done` epochs is written (`EpochCheckpoint.on_saved`; on a GPU it is still
+        being written in the background, so a kill in those moments resumes from the one before)."""
         self._checkpointed = epochs_done
         self._write()
 
