@@ -50,7 +50,7 @@ def _run_pack(pack_id: str) -> list[float | None]:
     from hydra.core.hydra_config import HydraConfig
 
     from jackpot.errors import format_user_error
-    from jackpot.runs.pack import read_pack, run_pack, runs_side_by_side
+    from jackpot.runs.pack import failure_message, read_pack, run_pack, runs_side_by_side
     from jackpot.runs.summary import print_results
 
     try:
@@ -58,8 +58,8 @@ def _run_pack(pack_id: str) -> list[float | None]:
     except USER_ERRORS as err:
         exit_with_user_error(err)
     _quiet_lightning_in_jobs()
-    outcomes = run_pack(members, _sweeps_reused_from(), runs_side_by_side([m.cfg for m in members], side_by_side),
-                        pack_id=pack_id)
+    side_by_side = runs_side_by_side([m.cfg for m in members], side_by_side)
+    outcomes = run_pack(members, _sweeps_reused_from(), side_by_side, pack_id=pack_id)
     for outcome in outcomes:
         if outcome.results is not None:
             print_results(outcome.results)
@@ -71,8 +71,7 @@ def _run_pack(pack_id: str) -> list[float | None]:
     if failed and all(outcome.refused for outcome in failed):
         sys.exit(2)
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(outcomes)} runs of this pack failed (the others ran to their end): "
-                           + "; ".join(f"{o.output_dir}: {type(o.error).__name__}: {o.error}" for o in failed))
+        raise RuntimeError(failure_message(outcomes, side_by_side))
     return [None if outcome.results is None else outcome.results.get("final_acc") for outcome in outcomes]
 
 

@@ -28,7 +28,7 @@ from jackpot.runs.atomic_io import torch_load_safe, write_json_atomic
 from jackpot.runs.cell_lock import LOCK_FILE
 from jackpot.runs.claim import claim_paths
 from jackpot.runs.identity import identity_hash, run_identity
-from jackpot.runs.pack import MemberOutcome, _cache_emptied_between_recordings, run_pack
+from jackpot.runs.pack import MemberOutcome, _cache_emptied_between_recordings, failure_message, run_pack
 from jackpot.train import run
 
 # TINY with the default milestones (their resolver gives [1] at 2 epochs): what a pack job resolves itself
@@ -224,6 +224,25 @@ def test_a_pack_whose_member_fails_ends_the_others_then_fails_naming_it(tmp_path
     assert "TrainingDiverged: the dense trunk" in printed
     (finished,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")]
     assert finished["status"] == "complete" and finished["config"]["schedule"]["lr"] == 0.05
+
+
+def test_a_pack_that_ran_out_of_device_memory_says_how_to_launch_fewer_runs_per_gpu(tmp_path):
+    """The same packs would run out again on a rerun: the job's error says which pack size to launch with."""
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def outcomes(size: int, error: BaseException) -> list[MemberOutcome]:
+        cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path / "a")}})
+        return [MemberOutcome(cfg, error=error), *(MemberOutcome(cfg, results={}) for _ in range(size - 1))]
+
+    message = failure_message(outcomes(4, oom), side_by_side=True)
+    assert message.startswith(f"1 of 4 runs of this pack failed (the others ran to their end): {tmp_path / 'a'}: "
+                              "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. ")
+    assert message.endswith("The device ran out of memory with 4 runs side by side: launch the sweep again with "
+                            "hydra.sweeper.pack=2, or 1 (a run per GPU); complete runs are kept and the others resume")
+    assert "hydra.sweeper.pack=1 (a run per GPU);" in failure_message(outcomes(2, oom), side_by_side=True)
+    for quiet in (failure_message(outcomes(4, oom), side_by_side=False),
+                  failure_message(outcomes(4, RuntimeError("diverged")), side_by_side=True)):
+        assert "hydra.sweeper.pack" not in quiet and quiet.startswith("1 of 4 runs of this pack failed")
 
 
 def test_pack_settings_are_checked_before_anything_runs(tmp_path):

@@ -1,13 +1,13 @@
 """The run's `last.ckpt`: written at an epoch's end, at most once per `trainer.checkpoint_interval_s` of training.
 
 On a GPU an epoch of these networks takes about 2 s, and a checkpoint every epoch meant 160 writes of VGG19's
-160 MB per run (25 GB), each a copy to the host and a write that compete with training: a thread doing small
-torch ops ran at 0.88x its speed beside the write, measured on the 2-core VM, and 0.60x beside a `torch.save` to
-a path, which holds the GIL while it serializes (jackpot writes through a file handle); a pack trains four runs
-in one process, and training waits when a write outlasts an epoch. A resume needs one recent checkpoint, not
-one per epoch: written once a minute, a kill loses at most about a minute of training, and a CPU epoch of CIFAR (over a minute) is still
-saved every time. The interval never skips a stage's last epoch, so a kill between it and the results file
-does not train the stage again.
+160 MB per run (25 GB), each a copy to the host and a write beside training: a host-bound thread ran at 0.87x
+its speed beside one (`scripts/checkpoint_contention.py` on the 2-core VM; 0.57x beside `torch.save` to a path,
+which holds the GIL while it serializes, so jackpot writes through a file handle); a pack trains four runs in
+one process, and training waits when a write outlasts an epoch. A resume needs one recent checkpoint, not one
+per epoch: written once a minute, a kill loses at most about a minute of training, and a CPU epoch of CIFAR
+(over a minute) is still saved every time. The interval never skips a stage's last epoch, so a kill between it
+and the results file does not train the stage again.
 """
 
 from __future__ import annotations

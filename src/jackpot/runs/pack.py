@@ -202,6 +202,21 @@ def _cuda_members(outcomes: Sequence[MemberOutcome]) -> bool:
     return torch.cuda.is_available() and any(uses_gpu(outcome.cfg) for outcome in outcomes)
 
 
+def failure_message(outcomes: Sequence[MemberOutcome], side_by_side: bool) -> str:
+    """Why the pack's job fails: each failed member, and, when device memory ran out while members trained side
+    by side, how to launch the sweep again with fewer runs per GPU (the same packs would run out again)."""
+    failed = [outcome for outcome in outcomes if outcome.error is not None]
+    message = (f"{len(failed)} of {len(outcomes)} runs of this pack failed (the others ran to their end): "
+               + "; ".join(f"{o.output_dir}: {type(o.error).__name__}: {o.error}" for o in failed))
+    import torch
+
+    if side_by_side and len(outcomes) > 1 and any(isinstance(o.error, torch.OutOfMemoryError) for o in failed):
+        fewer = "1 (a run per GPU)" if len(outcomes) == 2 else f"{len(outcomes) // 2}, or 1 (a run per GPU)"
+        message += (f". The device ran out of memory with {len(outcomes)} runs side by side: launch the sweep "
+                    f"again with hydra.sweeper.pack={fewer}; complete runs are kept and the others resume")
+    return message
+
+
 def current_pack() -> dict[str, Any] | None:
     """The pack this thread's run trains in (id, size, side_by_side), None for a run alone."""
     return getattr(_member, "pack", None)
