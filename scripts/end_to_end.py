@@ -6,7 +6,8 @@ launcher pays once per job. This script measures all of them on real jobs and fu
 process per figure (results.json's `runtime.epochs_timed` holds each epoch's wall-clock end):
 
   per-epoch time  = (end of the last epoch - end of the first) / (E - 1)   a run of E epochs; the first epoch
-                    (CUDA-graph recording, cuDNN tuning, a compile) counts as set-up
+                    (CUDA-graph recording, cuDNN tuning, a compile) counts as set-up; split (medians) into
+                    training, evaluation and the rest (checkpoint, progress file, logs) from `epochs_timed.split_s`
   set-up in a run = wall_time_s - E * per-epoch time
   process start   = the process's wall time - wall_time_s                (imports, CUDA, teardown), split by
                     results.json's started_at / finished_at into before the run and after it
@@ -84,6 +85,24 @@ def epoch_seconds(result: dict) -> float:
     return (ends[-1] - ends[0]) / (len(ends) - 1)
 
 
+def epoch_split(result: dict) -> dict[str, float] | None:
+    """Where a run's epochs went, the first one left out: the medians of training (to its queued steps' end),
+    evaluation and the rest (checkpoint, progress file, logging), in seconds; None without 2 timed epochs (or
+    from a results file of before the split was recorded)."""
+    split = (result["runtime"].get("epochs_timed") or {}).get("split_s") or []
+    if len(split) < 2:
+        return None
+    later = split[1:]
+    return {part: statistics.median(parts[i] for parts in later) for i, part in enumerate(("train", "eval", "rest"))}
+
+
+def split_text(split: dict[str, float] | None) -> str:
+    if split is None:
+        return ""
+    return (f" (training {split['train']:.2f} s, evaluation {split['eval']:.2f} s, the rest {split['rest']:.2f} s: "
+            "checkpoint, logs)")
+
+
 def pack_rate(timelines: list[list[float]]) -> float:
     """Run-epochs completed per second by runs trained side by side, while all of them train.
 
@@ -120,7 +139,7 @@ def measure_model(model: str, data: Path, work: Path, epochs: int, sweep_jobs: i
              "process_start_s": wall - result["wall_time_s"],
              "before_run_s": result["started_at"] - LAST_PROCESS["spawned_at"],  # Python, imports, Hydra, CUDA
              "after_run_s": LAST_PROCESS["exited_at"] - result["finished_at"],  # summary, teardown, exit
-             "runtime": result.get("runtime", {})}
+             "epoch_split_s": epoch_split(result), "runtime": result.get("runtime", {})}
     if cold is not None:
         costs["cold_extra_s"] = cold - wall  # what the first run of a sweep pays on top (a cold compile)
     if sweep_jobs:
@@ -153,9 +172,11 @@ def measure_pack(model: str, data: Path, work: Path, epochs: int, size: int, sid
             return None
     else:  # one after another: each run's epochs have the device to themselves
         epoch_s = statistics.mean(epoch_seconds(m) for m in members)
+    splits = [s for s in map(epoch_split, members) if s is not None]  # a member's own epoch, the GPU shared
+    member_split = {part: statistics.median(s[part] for s in splits) for part in splits[0]} if splits else None
     return {"model": model, "size": size, "epochs": epochs, "epoch_s": epoch_s, "speedup": alone_epoch_s / epoch_s,
             "overhead_per_run_s": wall / size - epochs * epoch_s, "wall_s": wall,
-            "side_by_side": members[0]["runtime"]["pack"]["side_by_side"]}
+            "side_by_side": members[0]["runtime"]["pack"]["side_by_side"], "member_epoch_split_s": member_split}
 
 
 def compile_verdict(eager: dict, compiled: dict, epochs: int = 160) -> list[str]:
@@ -277,7 +298,8 @@ def main() -> None:
             print(f"measuring {model}: a run of {args.epochs} epochs", flush=True)
             costs[model] = c = measure_model(model, data, work, args.epochs, args.sweep_jobs, args.extra.split(),
                                              args.cold_first)
-            line = (f"  {model}: epoch {c['epoch_s']:.2f} s, set-up in a run {c['setup_s']:.1f} s, process start and "
+            line = (f"  {model}: epoch {c['epoch_s']:.2f} s{split_text(c['epoch_split_s'])}, set-up in a run "
+                    f"{c['setup_s']:.1f} s, process start and "
                     f"end {c['process_start_s']:.1f} s ({c['before_run_s']:.1f} s before the run, "
                     f"{c['after_run_s']:.1f} s after it)")
             if "cold_extra_s" in c:
@@ -297,8 +319,8 @@ def main() -> None:
             write_json(args.out, figures)
             how = "side by side" if pack["side_by_side"] else "one after another"
             print(f"  {model}: a run's epoch in a pack of {args.pack} ({how}) {pack['epoch_s']:.2f} s of the device, "
-                  f"{pack['speedup']:.2f}x a run alone; overhead {pack['overhead_per_run_s']:.1f} s per run",
-                  flush=True)
+                  f"{pack['speedup']:.2f}x a run alone; overhead {pack['overhead_per_run_s']:.1f} s per run; a "
+                  f"member's own epoch{split_text(pack['member_epoch_split_s']) or ' not split'}", flush=True)
     projection = report(figures, baseline, args)
     if projection is not None:
         write_json(args.out, {**figures, "projection": projection})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from end_to_end import compile_verdict, epoch_seconds, pack_rate, project  # noqa: E402
+from end_to_end import compile_verdict, epoch_seconds, epoch_split, pack_rate, project, split_text  # noqa: E402
 
 ONE_SECOND_EPOCHS = {"vgg19": {"epoch_s": 1.0, "setup_s": 0.0, "process_start_s": 0.0},
                      "resnet32": {"epoch_s": 1.0, "setup_s": 0.0, "process_start_s": 0.0}}
@@ -52,6 +52,17 @@ def test_a_runs_epoch_time_leaves_its_first_epoch_out():
     assert epoch_seconds(result) == pytest.approx(2.25)
     with pytest.raises(SystemExit, match="1 epoch"):
         epoch_seconds({"cell_name": "c", "runtime": {"epochs_timed": {"ended_at": [10.0]}}})
+
+
+def test_an_epochs_split_is_the_median_of_its_later_epochs():
+    timed = {"ended_at": [10.0, 12.0, 14.5, 16.5], "split_s": [[3.0, 0.5, 0.1], [1.7, 0.05, 0.25], [1.8, 0.05, 0.65],
+                                                              [1.6, 0.07, 0.33]]}
+    assert epoch_split({"runtime": {"epochs_timed": timed}}) == {"train": 1.7, "eval": 0.05, "rest": 0.33}
+    assert split_text({"train": 1.7, "eval": 0.05, "rest": 0.33}) == (
+        " (training 1.70 s, evaluation 0.05 s, the rest 0.33 s: checkpoint, logs)")
+    # one epoch, or a results file from before the split was recorded: nothing to say
+    assert epoch_split({"runtime": {"epochs_timed": {"ended_at": [1.0], "split_s": [[1.0, 0.0, 0.0]]}}}) is None
+    assert epoch_split({"runtime": {"epochs_timed": {"ended_at": [1.0, 2.0]}}}) is None and split_text(None) == ""
 
 
 def _figures(epoch_s: float, cold_s: float | None = None, pack_epoch_s: float | None = None) -> dict:

@@ -57,6 +57,12 @@ def test_random_ticket_trains_with_exact_smart_ratio_counts_and_zeros(tmp_path, 
     assert timed["first_epoch"] == 0 and len(timed["ended_at"]) == 2
     assert on_disk["started_at"] <= timed["started_at"] <= timed["ended_at"][0] <= timed["ended_at"][1]
     assert timed["ended_at"][1] <= on_disk["finished_at"]
+    # each epoch's training, evaluation and the rest (checkpoint, progress file): all of it, nothing twice. The
+    # epoch's parts are perf_counter intervals and its ends wall-clock readings taken microseconds apart, rounded
+    # to 1 ms: 10 ms covers both.
+    (first, second) = timed["split_s"]
+    assert all(part >= 0 for part in (*first, *second)) and first[1] > 0 and second[1] > 0
+    assert sum(second) == pytest.approx(timed["ended_at"][1] - timed["ended_at"][0], abs=0.01)
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert (progress["stage"], progress["epoch"], progress["epochs"]) == ("ticket", 2, 2)
 

@@ -86,7 +86,9 @@ class EpochLog(L.Callback):
 
     It also keeps each epoch's wall-clock end (`timeline`, results.json's `runtime.epochs_timed`): a run's
     per-epoch time and set-up then come from one run, and a pack's from its members' overlapping epochs
-    (scripts/end_to_end.py), without a second run of another length.
+    (scripts/end_to_end.py), without a second run of another length. And where each epoch's time went:
+    training (to its queued steps' end), evaluation (to its end, synchronized too), and the rest (the epoch-end
+    hooks: checkpoint, progress file, logging), so one device run says what an epoch beyond its steps costs.
     """
 
     def __init__(self, stage: str, run_name: str = ""):
@@ -96,11 +98,13 @@ class EpochLog(L.Callback):
         self._epoch: int | None = None  # the epoch under way or not yet logged
         self._started = 0.0
         self._trained: float | None = None  # when the epoch's training phase ended
+        self._evaluated: float | None = None  # when its evaluation ended
         self._first_step = self._steps = 0
         self.images: int | None = None  # the last logged epoch's training images (None: no datamodule to say)
         self._first_epoch: int | None = None  # the first epoch this process trained (not 0 once resumed)
         self._first_started_at = 0.0  # its wall-clock start
         self._ended_at: list[float] = []  # wall-clock end of each epoch since, evaluation and checkpoint included
+        self._split: list[tuple[float, float, float]] = []  # each one's (training, evaluation, the rest) seconds
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done, total = trainer.current_epoch, trainer.max_epochs
@@ -109,7 +113,8 @@ class EpochLog(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer, pl_module)
-        self._epoch, self._started, self._trained = trainer.current_epoch, time.perf_counter(), None
+        self._epoch, self._started = trainer.current_epoch, time.perf_counter()
+        self._trained = self._evaluated = None
         if self._first_epoch is None:
             self._first_epoch, self._first_started_at = trainer.current_epoch, time.time()
         self._first_step = trainer.global_step
@@ -117,6 +122,10 @@ class EpochLog(L.Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._epoch is not None and self._trained is None:
             self._trained = _synchronized_now(pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._epoch is not None and self._trained is not None and self._evaluated is None:
+            self._evaluated = _synchronized_now(pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._epoch is not None and self._trained is None:  # no evaluation this epoch
@@ -136,6 +145,9 @@ class EpochLog(L.Callback):
         epoch, self._epoch = self._epoch, None
         self._durations.append(time.perf_counter() - self._started)
         self._ended_at.append(time.time())
+        training = self._trained - self._started
+        evaluation = (self._evaluated or self._trained) - self._trained
+        self._split.append((training, evaluation, self._durations[-1] - training - evaluation))
         entry = next((e for e in reversed(getattr(pl_module, "history", [])) if e.get("epoch") == epoch), {})
         loss, acc = entry.get("train/loss", math.nan), entry.get("test/acc")
         parts = [f"train loss {loss:.4f}", "test acc -" if acc is None else f"test acc {acc:.2f} %"]
@@ -148,12 +160,14 @@ class EpochLog(L.Callback):
         log.info(f"{self.prefix}{self.stage} epoch {epoch + 1}/{trainer.max_epochs}: {', '.join(parts)}")
 
     def timeline(self) -> dict[str, Any] | None:
-        """The epochs this process trained, on the wall clock: the first one's index and start, and each one's
-        end (None when it trained none: nothing to train, or resumed after its last epoch)."""
+        """The epochs this process trained, on the wall clock: the first one's index and start, each one's end,
+        and each one's [training, evaluation, the rest] seconds (None when it trained none: nothing to train,
+        or resumed after its last epoch)."""
         if not self._ended_at:
             return None
         return {"first_epoch": self._first_epoch, "started_at": round(self._first_started_at, 3),
-                "ended_at": [round(t, 3) for t in self._ended_at]}
+                "ended_at": [round(t, 3) for t in self._ended_at],
+                "split_s": [[round(part, 4) for part in parts] for parts in self._split]}
 
 
 def _synchronized_now(pl_module: L.LightningModule) -> float:
