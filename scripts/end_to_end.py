@@ -8,6 +8,8 @@ process per figure (results.json's `runtime.epochs_timed` holds each epoch's wal
   per-epoch time  = (end of the last epoch - end of the first) / (E - 1)   a run of E epochs; the first epoch
                     (CUDA-graph recording, cuDNN tuning, a compile) counts as set-up; split (medians) into
                     training, evaluation and the rest (checkpoint, progress file, logs) from `epochs_timed.split_s`
+  set-up in a run = wall_time_s - E * per-epoch time: before the first epoch (`ticket_s` of it making the
+                    ticket), the first epoch's time over the others', and after the last epoch
   set-up in a run = wall_time_s - E * per-epoch time
   process start   = the process's wall time - wall_time_s                (imports, CUDA, teardown), split by
                     results.json's started_at / finished_at into before the run and after it
@@ -96,6 +98,25 @@ def epoch_split(result: dict) -> dict[str, float] | None:
     return {part: statistics.median(parts[i] for parts in later) for i, part in enumerate(("train", "eval", "rest"))}
 
 
+def setup_split(result: dict, per_epoch: float) -> dict[str, float | None]:
+    """Where a run's set-up (its wall time less E epochs at the per-epoch time) went: before its first epoch
+    (data, network, Lightning, the ticket: `ticket_s` of it), what its first epoch took more than the others
+    (CUDA-graph recording, cuDNN tuning, a compile), and after its last (final checkpoint, results); they add up
+    to the set-up."""
+    timed = result["runtime"]["epochs_timed"]
+    return {"before_first_epoch": timed["started_at"] - result["started_at"],
+            "ticket": result["runtime"].get("ticket_s"),
+            "first_epoch_extra": timed["ended_at"][0] - timed["started_at"] - per_epoch,
+            "after_last_epoch": result["finished_at"] - timed["ended_at"][-1]}
+
+
+def setup_text(parts: dict[str, float | None]) -> str:
+    ticket = "" if parts["ticket"] is None else f", {parts['ticket']:.1f} s of it making the ticket"
+    return (f" (before the first epoch {parts['before_first_epoch']:.1f} s{ticket}; the first epoch "
+            f"{parts['first_epoch_extra']:.1f} s more than the others; after the last "
+            f"{parts['after_last_epoch']:.1f} s)")
+
+
 def split_text(split: dict[str, float] | None) -> str:
     if split is None:
         return ""
@@ -139,7 +160,8 @@ def measure_model(model: str, data: Path, work: Path, epochs: int, sweep_jobs: i
              "process_start_s": wall - result["wall_time_s"],
              "before_run_s": result["started_at"] - LAST_PROCESS["spawned_at"],  # Python, imports, Hydra, CUDA
              "after_run_s": LAST_PROCESS["exited_at"] - result["finished_at"],  # summary, teardown, exit
-             "epoch_split_s": epoch_split(result), "runtime": result.get("runtime", {})}
+             "epoch_split_s": epoch_split(result), "setup_split_s": setup_split(result, per_epoch),
+             "runtime": result.get("runtime", {})}
     if cold is not None:
         costs["cold_extra_s"] = cold - wall  # what the first run of a sweep pays on top (a cold compile)
     if sweep_jobs:
@@ -299,7 +321,7 @@ def main() -> None:
             costs[model] = c = measure_model(model, data, work, args.epochs, args.sweep_jobs, args.extra.split(),
                                              args.cold_first)
             line = (f"  {model}: epoch {c['epoch_s']:.2f} s{split_text(c['epoch_split_s'])}, set-up in a run "
-                    f"{c['setup_s']:.1f} s, process start and "
+                    f"{c['setup_s']:.1f} s{setup_text(c['setup_split_s'])}, process start and "
                     f"end {c['process_start_s']:.1f} s ({c['before_run_s']:.1f} s before the run, "
                     f"{c['after_run_s']:.1f} s after it)")
             if "cold_extra_s" in c:

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from end_to_end import compile_verdict, epoch_seconds, epoch_split, pack_rate, project, split_text  # noqa: E402
+from end_to_end import (  # noqa: E402
+    compile_verdict,
+    epoch_seconds,
+    epoch_split,
+    pack_rate,
+    project,
+    setup_split,
+    setup_text,
+    split_text,
+)
 
 ONE_SECOND_EPOCHS = {"vgg19": {"epoch_s": 1.0, "setup_s": 0.0, "process_start_s": 0.0},
                      "resnet32": {"epoch_s": 1.0, "setup_s": 0.0, "process_start_s": 0.0}}
@@ -63,6 +72,20 @@ def test_an_epochs_split_is_the_median_of_its_later_epochs():
     # one epoch, or a results file from before the split was recorded: nothing to say
     assert epoch_split({"runtime": {"epochs_timed": {"ended_at": [1.0], "split_s": [[1.0, 0.0, 0.0]]}}}) is None
     assert epoch_split({"runtime": {"epochs_timed": {"ended_at": [1.0, 2.0]}}}) is None and split_text(None) == ""
+
+
+def test_a_runs_set_up_splits_into_before_its_first_epoch_its_first_epochs_extra_and_after_its_last():
+    # a 10 s run: 2 s before the first epoch (0.5 s of it the ticket), a first epoch of 3 s, two of 2 s, 1 s after
+    result = {"started_at": 100.0, "finished_at": 110.0, "wall_time_s": 10.0,
+              "runtime": {"ticket_s": 0.5, "epochs_timed": {"started_at": 102.0, "ended_at": [105.0, 107.0, 109.0]}}}
+    per_epoch = epoch_seconds({"cell_name": "c", **result})
+    parts = setup_split(result, per_epoch)
+    assert parts == {"before_first_epoch": 2.0, "ticket": 0.5, "first_epoch_extra": 1.0, "after_last_epoch": 1.0}
+    assert parts["before_first_epoch"] + parts["first_epoch_extra"] + parts["after_last_epoch"] == (
+        result["wall_time_s"] - 3 * per_epoch)
+    assert setup_text(parts) == (" (before the first epoch 2.0 s, 0.5 s of it making the ticket; the first epoch 1.0 s "
+                                 "more than the others; after the last 1.0 s)")
+    assert "ticket" not in setup_text({**parts, "ticket": None})
 
 
 def _figures(epoch_s: float, cold_s: float | None = None, pack_epoch_s: float | None = None) -> dict:

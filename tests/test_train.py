@@ -97,6 +97,8 @@ def test_a_run_resumed_after_its_last_epoch_says_it_ran_no_step(tmp_path, cifar_
     assert again["resumed"] and again["final_acc"] == first["final_acc"]
     assert again["runtime"]["step"] == "none in this process"
     assert again["runtime"]["epochs_timed"] is None and len(first["runtime"]["epochs_timed"]["ended_at"]) == 1
+    # the first process made the ticket; the rerun took it from the checkpoint
+    assert first["runtime"]["ticket_s"] >= 0 and again["runtime"]["ticket_s"] is None
 
 
 def test_rerun_of_a_complete_cell_is_skipped(tmp_path, cifar_root):

@@ -312,13 +312,17 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     def scoring_batches():
         return scoring_module.scoring_batch(cfg.dataset.samples_per_class, seed=seed)
 
+    ticket_seconds: list[float] = []  # making the ticket in this process (none when a checkpoint holds it)
+
     def make_ticket(net: torch.nn.Module):
         with TICKET_TURN:  # one scoring at a time in this process (the runs of a pack)
+            began = time.perf_counter()
             masks = build_ticket(
                 net, recipe, init_state=init_state, trained_state=source.trained_state if source else None,
                 batches=scoring_batches, previous_masks=previous_masks, input_shape=datamodule.input_shape,
                 fresh_init=lambda: make_model(cfg, num_classes, seed + REINIT_SEED_OFFSET).state_dict(),
             )
+            ticket_seconds.append(time.perf_counter() - began)
         faults.reach("score")
         return masks
 
@@ -372,7 +376,9 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
         # wall-clock start and end of the run inside its process: what a process spends before and after them
         # (imports, CUDA start-up, teardown) is scripts/end_to_end.py's process start and end
         "started_at": round(started, 3), "finished_at": round(time.time(), 3),
-        "runtime": describe_runtime(cfg, trainer, module, datamodule, epoch_log),
+        "runtime": {**describe_runtime(cfg, trainer, module, datamodule, epoch_log),
+                    # scoring and the checks on the mask and weights, the scoring data's loading included
+                    "ticket_s": round(sum(ticket_seconds), 3) if ticket_seconds else None},
         "versions": {"jackpot": jackpot.__version__, "torch": torch.__version__, "lightning": L.__version__,
                      "python": platform.python_version()},
         "config": OmegaConf.to_container(cfg, resolve=True),
