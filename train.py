@@ -13,11 +13,13 @@ import hydra
 from omegaconf import DictConfig
 
 from jackpot.errors import USER_ERRORS, exit_with_user_error
+from jackpot.machine.process_clock import mark
 from jackpot.machine.process_exit import exit_without_teardown
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | list[float | None] | None:
+    mark("main")  # Python's start, Hydra's import and the config's composition are behind
     from jackpot.config import validate
     from jackpot.runs.cell_lock import CellBusy
     from jackpot.runs.pack import PACK_KEY
@@ -28,9 +30,11 @@ def main(cfg: DictConfig) -> float | list[float | None] | None:
         validate(cfg)
     except USER_ERRORS as err:
         _refused(cfg, err)
+    mark("validated")  # torch imported, CUDA's devices counted
     from jackpot.runs.summary import print_results
     from jackpot.train import run
 
+    mark("imported")  # Lightning and jackpot's training code
     _quiet_lightning_in_jobs()
     try:
         results = run(cfg, reuse_from=_sweeps_reused_from())

@@ -12,7 +12,8 @@ process per figure (results.json's `runtime.epochs_timed` holds each epoch's wal
                     ticket), the first epoch's time over the others', and after the last epoch
   set-up in a run = wall_time_s - E * per-epoch time
   process start   = the process's wall time - wall_time_s                (imports, CUDA, teardown), split by
-                    results.json's started_at / finished_at into before the run and after it
+                    results.json's started_at / finished_at into before the run and after it, and the part
+                    before by `runtime.process`'s marks: to main, validating, importing, to the run
   the first run   = --cold-first: one more run before, filling the caches (compile); what it pays on top
   per job in a -m sweep of K jobs = the sweep's wall time / K         (--sweep-jobs K, one process, no packs)
   packs (--pack K): a -m sweep of K jobs as one pack (hydra.sweeper.pack=K) of --pack-epochs epochs. Side by
@@ -117,6 +118,28 @@ def setup_text(parts: dict[str, float | None]) -> str:
             f"{parts['after_last_epoch']:.1f} s)")
 
 
+START_STEPS = (("main", "to main (Python, Hydra, composing the config)"),
+               ("validated", "validating (torch's import, CUDA's devices)"),
+               ("imported", "importing Lightning and jackpot's training"))
+
+
+def start_split(result: dict, spawned_at: float) -> dict[str, float]:
+    """Where a process's seconds before its run went, from its spawn and results.json's `runtime.process`
+    marks (jackpot.machine.process_clock): each step since the one before, then to the run's start."""
+    marks = result["runtime"].get("process") or {}
+    parts, since = {}, spawned_at
+    for name, _ in START_STEPS:
+        if f"{name}_at" in marks:
+            parts[name], since = marks[f"{name}_at"] - since, marks[f"{name}_at"]
+    parts["to_the_run"] = result["started_at"] - since
+    return parts
+
+
+def start_text(parts: dict[str, float]) -> str:
+    said = dict(START_STEPS, to_the_run="then to the run's start")
+    return ": " + ", ".join(f"{said[name]} {seconds:.1f} s" for name, seconds in parts.items())
+
+
 def split_text(split: dict[str, float] | None) -> str:
     if split is None:
         return ""
@@ -160,6 +183,7 @@ def measure_model(model: str, data: Path, work: Path, epochs: int, sweep_jobs: i
              "process_start_s": wall - result["wall_time_s"],
              "before_run_s": result["started_at"] - LAST_PROCESS["spawned_at"],  # Python, imports, Hydra, CUDA
              "after_run_s": LAST_PROCESS["exited_at"] - result["finished_at"],  # summary, teardown, exit
+             "before_run_split_s": start_split(result, LAST_PROCESS["spawned_at"]),
              "epoch_split_s": epoch_split(result), "setup_split_s": setup_split(result, per_epoch),
              "runtime": result.get("runtime", {})}
     if cold is not None:
@@ -322,7 +346,8 @@ def main() -> None:
                                              args.cold_first)
             line = (f"  {model}: epoch {c['epoch_s']:.2f} s{split_text(c['epoch_split_s'])}, set-up in a run "
                     f"{c['setup_s']:.1f} s{setup_text(c['setup_split_s'])}, process start and "
-                    f"end {c['process_start_s']:.1f} s ({c['before_run_s']:.1f} s before the run, "
+                    f"end {c['process_start_s']:.1f} s ({c['before_run_s']:.1f} s before the run"
+                    f"{start_text(c['before_run_split_s'])}; "
                     f"{c['after_run_s']:.1f} s after it)")
             if "cold_extra_s" in c:
                 line += f", the first run {c['cold_extra_s']:.1f} s more (cold caches)"

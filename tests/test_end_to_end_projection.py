@@ -19,6 +19,8 @@ from end_to_end import (  # noqa: E402
     setup_split,
     setup_text,
     split_text,
+    start_split,
+    start_text,
 )
 
 ONE_SECOND_EPOCHS = {"vgg19": {"epoch_s": 1.0, "setup_s": 0.0, "process_start_s": 0.0},
@@ -86,6 +88,20 @@ def test_a_runs_set_up_splits_into_before_its_first_epoch_its_first_epochs_extra
     assert setup_text(parts) == (" (before the first epoch 2.0 s, 0.5 s of it making the ticket; the first epoch 1.0 s "
                                  "more than the others; after the last 1.0 s)")
     assert "ticket" not in setup_text({**parts, "ticket": None})
+
+
+def test_a_process_start_splits_at_its_marks():
+    result = {"started_at": 110.0, "runtime": {"process": {"main_at": 103.0, "validated_at": 104.5,
+                                                           "imported_at": 108.0}}}
+    parts = start_split(result, spawned_at=100.0)
+    assert parts == {"main": 3.0, "validated": 1.5, "imported": 3.5, "to_the_run": 2.0}
+    assert start_text(parts) == (": to main (Python, Hydra, composing the config) 3.0 s, validating (torch's import, "
+                                 "CUDA's devices) 1.5 s, importing Lightning and jackpot's training 3.5 s, then to "
+                                 "the run's start 2.0 s")
+    # a pack's process marks main only; a results file from before the marks has none
+    assert start_split({**result, "runtime": {"process": {"main_at": 103.0}}}, 100.0) == {"main": 3.0,
+                                                                                           "to_the_run": 7.0}
+    assert start_split({**result, "runtime": {}}, 100.0) == {"to_the_run": 10.0}
 
 
 def _figures(epoch_s: float, cold_s: float | None = None, pack_epoch_s: float | None = None) -> dict:

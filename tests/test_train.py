@@ -264,6 +264,11 @@ def test_every_init_pruner_runs_through_train_py(tmp_path, cifar_root):
     pruners = sorted(json.loads(p.read_text())["cell"]["pruner"] for p in found)
     assert pruners == ["dense", "grasp", "random", "smart_ratio", "snip"]
     assert all(json.loads(p.read_text())["status"] == "complete" for p in found)
+    # the process's way to its first run, which every job it ran reports (Hydra's basic launcher: one process)
+    marks = [json.loads(p.read_text())["runtime"]["process"] for p in found]
+    assert all(m == marks[0] for m in marks) and list(marks[0]) == ["main_at", "validated_at", "imported_at"]
+    first_run = min(json.loads(p.read_text())["started_at"] for p in found)
+    assert marks[0]["main_at"] <= marks[0]["validated_at"] <= marks[0]["imported_at"] <= first_run
 
 
 def test_every_init_check_runs_through_train_py(tmp_path, cifar_root):

@@ -27,6 +27,7 @@ from jackpot.lightning.module import ClassificationModule, MultiStepClassificati
 from jackpot.lightning.progress import EpochLog, quiet_lightning
 from jackpot.machine.compile_cache import use_shared_compile_cache
 from jackpot.machine.global_rng import seeded_torch
+from jackpot.machine.process_clock import marks as process_marks
 from jackpot.models import build_model
 from jackpot.pruning import Masks
 from jackpot.pruning.low_memory import memory_fit
@@ -156,6 +157,7 @@ def describe_runtime(cfg: DictConfig, trainer: L.Trainer, module: Classification
         "step": step, "scoring": scoring.as_dict() if scoring else "none in this process",
         "pack": current_pack(),  # trained in a pack (hydra.sweeper.pack): its id, size, side by side or not
         "epochs_timed": epoch_log.timeline(),  # this process's epochs on the wall clock (scripts/end_to_end.py)
+        "process": process_marks(),  # when this process reached main, validated, imported (machine.process_clock)
     }
 
 
