@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as L
 import pytest
 import torch
 from conftest import TINY, train_py
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from jackpot.lightning.callbacks import ProgressFile
@@ -58,6 +60,32 @@ def test_an_interval_of_zero_saves_every_epoch(tmp_path):
                                  on_saved=calls.append, clock=lambda: 0.0)
     _fit(tmp_path, 3, checkpoint, progress)
     assert calls == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_checkpointed_before_the_interval_resumes_without_a_missing_callback(tmp_path):
+    """Runs in flight when jackpot gained the interval hold the state of a ModelCheckpoint (one file, every
+    epoch): they resume under EpochCheckpoint with that state found, so Lightning does not warn about it."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
+
+    def fit(callback: L.Callback, epochs: int, ckpt_path: str | None = None) -> None:
+        module = ClassificationModule(build_model("resnet8", 10), Schedule(epochs=epochs, milestones=()))
+        L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_progress_bar=False,
+                  enable_model_summary=False, callbacks=[callback]).fit(
+            module, train_dataloaders=DataLoader(data, batch_size=4), ckpt_path=ckpt_path)
+
+    fit(ModelCheckpoint(dirpath=str(tmp_path), filename="last", save_top_k=1, save_last=False,
+                        enable_version_counter=False, save_on_train_epoch_end=True, every_n_epochs=1), 1)
+    (stored,) = torch_load_safe(tmp_path / "last.ckpt")["callbacks"]
+    checkpoint = EpochCheckpoint(str(tmp_path), every_n_epochs=1, min_interval_s=60)
+    assert checkpoint.state_key == stored
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(checkpoint, 2, str(tmp_path / "last.ckpt"))
+    assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
+    assert torch_load_safe(tmp_path / "last.ckpt")["epoch"] == 1  # the resumed fit's last epoch, saved
 
 
 def test_the_progress_file_says_where_a_rerun_resumes(tmp_path):

@@ -36,6 +36,12 @@ class EpochCheckpoint(ModelCheckpoint):
         self.clock = clock
         self._last_saved_at: float | None = None
 
+    @property
+    def state_key(self) -> str:
+        """The key a `ModelCheckpoint` of the same settings stores its state under, as runs checkpointed before
+        this class (jackpot <= 2026-12-04) did: they resume without Lightning asking for a missing callback."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._last_saved_at = self.clock()
