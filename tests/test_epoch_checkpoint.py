@@ -11,10 +11,11 @@ from pathlib import Path
 import lightning.pytorch as L
 import pytest
 import torch
-from conftest import TINY, train_py
+from conftest import TINY, compose_cfg, train_py
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
+from jackpot.config import validate
 from jackpot.lightning.callbacks import ProgressFile
 from jackpot.lightning.epoch_checkpoint import EpochCheckpoint
 from jackpot.lightning.module import ClassificationModule, Schedule
@@ -86,6 +87,11 @@ def test_a_run_checkpointed_before_the_interval_resumes_without_a_missing_callba
         fit(checkpoint, 2, str(tmp_path / "last.ckpt"))
     assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
     assert torch_load_safe(tmp_path / "last.ckpt")["epoch"] == 1  # the resumed fit's last epoch, saved
+
+
+@pytest.mark.parametrize("interval", ["0", "90.5", "inf"])
+def test_an_interval_of_any_number_of_seconds_from_zero_to_inf_is_accepted(tmp_path, interval):
+    validate(compose_cfg(tmp_path, [f"trainer.checkpoint_interval_s={interval}"]))
 
 
 def test_the_progress_file_says_where_a_rerun_resumes(tmp_path):

@@ -82,7 +82,8 @@ def _int_at_least(key: str, value, low: int) -> int:
 
 def _seconds_at_least_zero(key: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigError(f"{key}={value!r} must be a number of seconds >= 0 (0: every epoch, .inf: a stage's last)")
+        raise ConfigError(f"{key}={value!r} must be a number of seconds >= 0 (0: every epoch, inf: only a stage's "
+                          "last)")
     return float(value)
 
 
