@@ -33,14 +33,15 @@ def test_the_sweep_goes_on_past_a_failed_run(tmp_path, cifar_root):
     assert statuses == ["complete", "failed"]
 
 
-@pytest.mark.parametrize("epochs", [1, 3])
-def test_a_diverged_run_stays_failed_when_its_sweep_is_run_again(tmp_path, cifar_root, epochs):
+@pytest.mark.parametrize(("epochs", "interval"), [(1, 0), (3, 0), (3, 3600)])
+def test_a_diverged_run_stays_failed_when_its_sweep_is_run_again(tmp_path, cifar_root, epochs, interval):
     """A failed cell is launched again by a rerun of its sweep, and resumes from the checkpoint its diverged
     epoch wrote: it must neither train on from those weights (3 epochs: an extra NaN epoch in its history) nor,
-    diverged in its last epoch (1 epoch), find nothing left to train and be recorded as complete."""
+    diverged in its last epoch (1 epoch), find nothing left to train and be recorded as complete. The epoch it
+    stops after is checkpointed whatever `trainer.checkpoint_interval_s` says (an hour: no other would be)."""
     cfg = compose_cfg(tmp_path, [*TINY, f"dataset.root={cifar_root}", "dataset.verify_md5=false",
                                  "pruner=random", "ratio=0.5", "schedule.lr=1e12", f"schedule.epochs={epochs}",
-                                 "schedule.milestones=[]"])
+                                 "schedule.milestones=[]", f"trainer.checkpoint_interval_s={interval}"])
     first = run(cfg)
     assert first["status"] == "failed" and len(first["history"]) == 1
     again = run(cfg)

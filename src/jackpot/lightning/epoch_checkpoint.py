@@ -7,7 +7,7 @@ which holds the GIL while it serializes, so jackpot writes through a file handle
 one process, and training waits when a write outlasts an epoch. A resume needs one recent checkpoint, not one
 per epoch: written once a minute, a kill loses at most about a minute of training, and a CPU epoch of CIFAR
 (over a minute) is still saved every time. The interval never skips a stage's last epoch, so a kill between it
-and the results file does not train the stage again.
+and the results file does not train the stage again, nor the epoch training stops after (a diverged loss).
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ class EpochCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = self.clock()
-        last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        # the stage's last epoch, or the one it stops after (a diverged loss: the checkpoint then carries the
+        # divergence, so a rerun stops at once instead of training the same epochs into it again)
+        last_epoch = trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         started = self._last_saved_at if self._last_saved_at is not None else now
         if not last_epoch and now - started < self.min_interval_s:
             return
