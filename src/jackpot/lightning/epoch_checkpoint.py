@@ -21,7 +21,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 class EpochCheckpoint(ModelCheckpoint):
     """`<dirpath>/last.ckpt`, overwritten at the end of every `every_n_epochs`-th epoch once `min_interval_s`
-    seconds (of `clock`) have passed since this process's last save, or since its training started.
+    seconds (of `clock`) have passed since this process's last save, or since its training started; the
+    interval does not hold back the stage's last epoch or the one training stops after.
 
     `on_saved(epochs_done)` is called after each save, with the epochs the checkpoint holds: the progress file
     says from where a rerun resumes (`jackpot.lightning.callbacks.ProgressFile`).
