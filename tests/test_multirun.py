@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import compose_cfg, lock_held_by_another_process, train_py
-from omegaconf import OmegaConf
 
 from hydra_plugins.jackpot_sweeper.jackpot_sweeper import LaunchUnfinished, cost_line
 from jackpot import tables
 from jackpot.runs.atomic_io import write_json_atomic
+from jackpot.runs.cache_keys import shared_work
 from jackpot.runs.cell_lock import LOCK_FILE
 from jackpot.runs.claim import claim_paths
 from jackpot.runs.identity import RUN_CONFIG_FILE, identity_hash, run_identity
@@ -179,25 +179,30 @@ def test_a_sweep_prices_its_jobs_at_end_to_end_figures_before_launching(tmp_path
 
 
 def test_the_cost_line_counts_what_resumed_jobs_still_train(tmp_path) -> None:
-    """A job resumed in its ticket costs the ticket epochs after its newest checkpoint (its progress file: killed
-    after epoch 100, checkpointed at 40); one resumed before its ticket trains (in its dense trunk) is counted
-    whole, and said to be."""
-
-    config = OmegaConf.create({"model": {"name": "vgg19"}, "schedule": {"epochs": 160}, "pruner": {}})
+    """A killed launch's progress file says the stage it stopped in and the epochs its newest checkpoint holds:
+    a job resumed in its ticket costs the ticket epochs after that checkpoint (killed after epoch 100,
+    checkpointed at 40); one resumed in its dense trunk or in an IMP round costs that work's epochs after its
+    checkpoint (trunk at 37, round 1 at 150), then its whole ticket."""
+    lottery = compose_cfg(tmp_path, ["model=vgg19", "pruner=lottery", "pruner.rounds=3", "ratio=0.98"])
+    trunk, round_1, round_2 = shared_work(lottery)
     plans = []
-    for name, stage, done, trunk in (("new", None, None, []), ("in_ticket", "ticket", 100, []),
-                                     ("in_trunk", "dense trunk", 37, ["T"])):
+    for name, stage, done, checkpointed, work in (
+            ("new", None, None, None, []), ("in_ticket", "ticket", 100, 40, []),
+            ("in_trunk", "dense trunk", 37, None, [trunk, round_1, round_2]),
+            ("in_round", "IMP round 1 of 3", 155, 150, [round_1, round_2])):
         (tmp_path / name).mkdir()
         if stage:
             (tmp_path / name / RUN_CONFIG_FILE).write_text("{}")
-            write_progress(tmp_path / name / PROGRESS_FILE, stage, done, 160, checkpointed=40 if done == 100 else None)
-        plans.append(JobPlan(tmp_path / name, missing_work=trunk, config=config))
+            write_progress(tmp_path / name / PROGRESS_FILE, stage, done, 160, checkpointed=checkpointed)
+        plans.append(JobPlan(tmp_path / name, missing_work=work, config=lottery))
     figures = {"device": "cuda: a test GPU", "costs": {"vgg19": {"epoch_s": 10.0, "setup_s": 0.0,
                                                                  "process_start_s": 0.0}}}
-    # 1,600 s new, 1,200 s left in the ticket, 1,600 s + the trunk's 1,600 s for the one resumed in its trunk
+    # tickets: 1,600 s new, 1,200 s left in the ticket, 1,600 s each for the two resumed before theirs; shared:
+    # the trunk's 123 epochs left, round 1's 10 (the newest checkpoint of it wins), round 2's 160, once each:
+    # 8,930 s (everything whole: 12,800 s, 3.6 h)
     assert cost_line(figures, "f.json", plans, [[plan] for plan in plans]) == (
-        "jackpot: at the figures in f.json (cuda: a test GPU), these 3 runs and 1 dense trunks or IMP rounds take "
-        "about 1.7 device-hours one run at a time; the 1 that resume before their ticket trains counted whole")
+        "jackpot: at the figures in f.json (cuda: a test GPU), these 4 runs and 3 dense trunks or IMP rounds take "
+        "about 2.5 device-hours one run at a time")
 
 
 def test_shared_work_first_keeps_each_groups_order() -> None:

@@ -58,3 +58,14 @@ def test_runs_to_train_cost_their_overheads_and_epochs_and_shared_work_once():
     assert projection.hours == pytest.approx((3 * (26 + 320) + (24 + 30)) / 3600)
     assert projection.hours_packed == pytest.approx((3 * (8 + 160) + (8 + 15)) / 3600)
     assert project(runs, {"costs": figures["costs"]}).hours_packed is None  # no packs measured: none projected
+
+
+def test_shared_work_a_killed_launch_checkpointed_costs_only_the_epochs_after_its_newest_checkpoint():
+    figures = {"costs": {"vgg19": {"epoch_s": 2.0, "setup_s": 6.0, "process_start_s": 20.0}}}
+    # two runs name how far the trunk got (a rerun resumes from the newest checkpoint: 50); the round is past
+    # its epochs (nothing left to train but the process around it)
+    runs = [PlannedRun("vgg19", 160, ("trunk-a", "round-1"), 160, (("trunk-a", 30),)),
+            PlannedRun("vgg19", 100, ("trunk-a", "round-1"), 160, (("trunk-a", 50), ("round-1", 170)))]
+    projection = project(runs, figures)
+    assert (projection.runs, projection.shared_work) == (2, 2)
+    assert projection.hours == pytest.approx((4 * 26 + (160 + 100 + 110 + 0) * 2.0) / 3600)

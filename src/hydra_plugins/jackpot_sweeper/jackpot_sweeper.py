@@ -55,7 +55,7 @@ from jackpot.config import ConfigError, InapplicableCheck, join_limited, validat
 from jackpot.errors import exit_with_user_error
 from jackpot.machine.gpu_sharing import packing_warning
 from jackpot.runs.atomic_io import write_bytes_atomic
-from jackpot.runs.cache_keys import missing_work
+from jackpot.runs.cache_keys import missing_work, shared_work
 from jackpot.runs.identity import run_identity
 from jackpot.runs.output_dir import holds_finished_run
 from jackpot.runs.pack import PACK_KEY, PackMember, check_side_by_side, member_container, write_pack
@@ -303,9 +303,11 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
     from jackpot.runs.cache_keys import pretrain_epochs
     from jackpot.tables.projection import PlannedRun, figures_device, pack_size_of, project
 
-    left = [_ticket_epochs_left(plan) for plan in plans]
-    runs = [PlannedRun(plan.config.model.name, epochs, tuple(plan.missing_work), pretrain_epochs(plan.config))
-            for plan, (epochs, _) in zip(plans, left, strict=True)]
+    runs = []
+    for plan in plans:
+        epochs, shared_done = _epochs_left(plan)
+        runs.append(PlannedRun(plan.config.model.name, epochs, tuple(plan.missing_work), pretrain_epochs(plan.config),
+                               shared_done))
     hours = project(runs, figures)
     left_out = ", ".join(f"{n} {model} runs" for model, n in sorted(hours.without_figures.items()))
     if not hours.runs:
@@ -318,23 +320,33 @@ def cost_line(figures: dict, source: str, plans: Sequence[JobPlan], packs: Seque
         line += (f", about {hours.hours_packed:.1f} in packs of {pack_size_of(figures)} "
                  + (f"(here they launch in packs of up to {here})" if here > 1 else
                     "(here they launch one run per process: hydra.sweeper.pack=auto packs on a GPU)"))
-    whole = sum(counted_whole for _, counted_whole in left)
-    if whole:
-        line += f"; the {whole} that resume before their ticket trains counted whole"
     if left_out:
         line += f"; not counted, no figures for their model: {left_out}"
     return line
 
 
-def _ticket_epochs_left(plan: JobPlan) -> tuple[int, bool]:
-    """The ticket epochs a job still trains (all of them, less those the newest checkpoint of a killed launch
-    holds, as its progress file says), and whether a resumed job is counted whole (it stopped before its
-    ticket: in its trunk, say)."""
+def _epochs_left(plan: JobPlan) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """The ticket epochs a job still trains, and the epochs of its shared work that a killed launch of it
+    checkpointed: its progress file names the stage it stopped in (its ticket, its dense trunk, IMP round i)
+    and the epochs its newest checkpoint holds, from which the rerun resumes."""
     epochs = int(plan.config.schedule.epochs)
     progress = progress_of(plan.output_dir) if plan.output_dir is not None else Progress("")
-    if progress.stage == "ticket" and progress.checkpointed is not None:
-        return max(epochs - progress.checkpointed, 0), False
-    return epochs, job_state(plan.output_dir).startswith("resumes")
+    if progress.checkpointed is None:
+        return epochs, ()
+    if progress.stage == "ticket":
+        return max(epochs - progress.checkpointed, 0), ()
+    stage = progress.stage
+    index = 0 if stage == "dense trunk" else _imp_round(stage)
+    work = shared_work(plan.config) if index is not None else []
+    return epochs, ((work[index], progress.checkpointed),) if index is not None and index < len(work) else ()
+
+
+def _imp_round(stage: str) -> int | None:
+    """i of a progress stage `IMP round i of R` (the cache key at index i of a run's shared work), else None."""
+    words = stage.split()
+    if len(words) == 5 and words[:2] == ["IMP", "round"] and words[2].isdigit():
+        return int(words[2])
+    return None
 
 
 class SweepRecord:

@@ -6,7 +6,8 @@ H200 ones): per model, an epoch's time, a run's set-up and its process's start a
 packs, a pack's speed-up and overhead per run. A run costs its process start, set-up and epochs; each dense trunk
 or IMP round it needs and no one has trained yet costs as much again, once for all the runs that share it. A
 pack of side-by-side runs costs each run its overhead per run and its epochs at the pack's speed-up; a model
-without a pack measured takes the first measured model's.
+without a pack measured takes the first measured model's. Work a killed launch checkpointed (a ticket, a trunk,
+an IMP round, as its run's progress file says) costs only the epochs after its checkpoint.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from typing import Any
 @dataclass(frozen=True)
 class PlannedRun:
     """A run still to train: its model and epochs, and the shared work it trains if no one has (the cache keys of
-    its dense trunk and IMP rounds, each `shared_epochs` long)."""
+    its dense trunk and IMP rounds, each `shared_epochs` long, less the epochs a killed launch's checkpoint of
+    it holds: `shared_done`, key -> epochs)."""
 
     model: str
     epochs: int
     shared_work: tuple[str, ...] = ()
     shared_epochs: int = 0
+    shared_done: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -70,6 +73,11 @@ def pack_size_of(figures: Mapping[str, Any]) -> int | None:
 def project(runs: Iterable[PlannedRun], figures: Mapping[str, Any]) -> Projection:
     """The device-hours of `runs` (each counted once) and of the shared work they need (each key once)."""
     costs, packs = figures["costs"], figures.get("packs") or {}
+    runs = list(runs)
+    done: dict[str, int] = {}  # a piece of shared work is resumed from its newest checkpoint, whichever run says so
+    for run in runs:
+        for key, epochs in run.shared_done:
+            done[key] = max(done.get(key, 0), epochs)
     projection = Projection()
     alone_s, packed_s, seen_work = 0.0, 0.0, set()
     for run in runs:
@@ -78,7 +86,8 @@ def project(runs: Iterable[PlannedRun], figures: Mapping[str, Any]) -> Projectio
             projection.without_figures[run.model] = projection.without_figures.get(run.model, 0) + 1
             continue
         pack = packs.get(run.model) or next(iter(packs.values()), None)
-        jobs = [(run.epochs, True)] + [(run.shared_epochs, False) for key in run.shared_work if key not in seen_work]
+        jobs = [(run.epochs, True)] + [(max(run.shared_epochs - done.get(key, 0), 0), False)
+                                       for key in run.shared_work if key not in seen_work]
         seen_work.update(run.shared_work)
         for epochs, is_run in jobs:
             alone_s += cost["process_start_s"] + cost["setup_s"] + epochs * cost["epoch_s"]
