@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
-from pathlib import Path
 
 import lightning.pytorch as L
 import pytest
@@ -25,14 +24,15 @@ from jackpot.runs.results import PROGRESS_FILE, Progress, progress_of, read_prog
 from jackpot.runs.sweep_plan import job_state
 
 
-def _fit(tmp_path: Path, epochs: int, checkpoint: EpochCheckpoint, progress: ProgressFile) -> None:
+def _fit(epochs: int, callbacks: list[L.Callback], ckpt_path: str | None = None) -> None:
+    """A tiny Lightning fit of `epochs` epochs of 2 steps, from `ckpt_path` if given."""
     torch.manual_seed(0)
     module = ClassificationModule(build_model("resnet8", 10), Schedule(epochs=epochs, milestones=()))
     gen = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
     trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[progress, checkpoint])
-    trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=4))
+                        enable_model_summary=False, callbacks=callbacks)
+    trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=4), ckpt_path=ckpt_path)
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -47,7 +47,7 @@ def test_an_epoch_is_saved_once_the_interval_has_passed_and_the_last_one_always(
     checkpoint = EpochCheckpoint(str(tmp_path / "ckpt"), every_n_epochs=every_n, min_interval_s=60,
                                  on_saved=lambda done: (calls.append(done), progress.checkpointed(done)), clock=clock)
     epochs = 7 if every_n == 1 else 8
-    _fit(tmp_path, epochs, checkpoint, progress)
+    _fit(epochs, [progress, checkpoint])
     assert calls == saved
     assert torch_load_safe(tmp_path / "ckpt" / "last.ckpt")["epoch"] == saved[-1] - 1  # Lightning counts from 0
     assert progress_of(tmp_path) == Progress("ticket", epochs, epochs, saved[-1])
@@ -59,7 +59,7 @@ def test_an_interval_of_zero_saves_every_epoch(tmp_path):
     calls: list[int] = []
     checkpoint = EpochCheckpoint(str(tmp_path / "ckpt"), every_n_epochs=1, min_interval_s=0,
                                  on_saved=calls.append, clock=lambda: 0.0)
-    _fit(tmp_path, 3, checkpoint, progress)
+    _fit(3, [progress, checkpoint])
     assert calls == [1, 2, 3]
 
 
@@ -67,24 +67,14 @@ def test_an_interval_of_zero_saves_every_epoch(tmp_path):
 def test_a_run_checkpointed_before_the_interval_resumes_without_a_missing_callback(tmp_path):
     """Runs in flight when jackpot gained the interval hold the state of a ModelCheckpoint (one file, every
     epoch): they resume under EpochCheckpoint with that state found, so Lightning does not warn about it."""
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(8, 3, 32, 32, generator=gen), torch.randint(0, 10, (8,), generator=gen))
-
-    def fit(callback: L.Callback, epochs: int, ckpt_path: str | None = None) -> None:
-        module = ClassificationModule(build_model("resnet8", 10), Schedule(epochs=epochs, milestones=()))
-        L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_progress_bar=False,
-                  enable_model_summary=False, callbacks=[callback]).fit(
-            module, train_dataloaders=DataLoader(data, batch_size=4), ckpt_path=ckpt_path)
-
-    fit(ModelCheckpoint(dirpath=str(tmp_path), filename="last", save_top_k=1, save_last=False,
-                        enable_version_counter=False, save_on_train_epoch_end=True, every_n_epochs=1), 1)
+    _fit(1, [ModelCheckpoint(dirpath=str(tmp_path), filename="last", save_top_k=1, save_last=False,
+                             enable_version_counter=False, save_on_train_epoch_end=True, every_n_epochs=1)])
     (stored,) = torch_load_safe(tmp_path / "last.ckpt")["callbacks"]
     checkpoint = EpochCheckpoint(str(tmp_path), every_n_epochs=1, min_interval_s=60)
     assert checkpoint.state_key == stored
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit(checkpoint, 2, str(tmp_path / "last.ckpt"))
+        _fit(2, [checkpoint], str(tmp_path / "last.ckpt"))
     assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
     assert torch_load_safe(tmp_path / "last.ckpt")["epoch"] == 1  # the resumed fit's last epoch, saved
 
