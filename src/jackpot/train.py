@@ -34,7 +34,7 @@ from jackpot.pruning.low_memory import memory_fit
 from jackpot.pruning.registry import get_method
 from jackpot.runs import faults
 from jackpot.runs.atomic_io import remove_stale_temp_files, write_json_atomic
-from jackpot.runs.cache_keys import imp_round_spec, pretrain_epochs, trunk_spec
+from jackpot.runs.cache_keys import TRUNK_STAGE, imp_round_spec, imp_round_stage, pretrain_epochs, trunk_spec
 from jackpot.runs.cell_lock import cell_lock
 from jackpot.runs.checkpoint_io import AtomicCheckpointIO, BackgroundCheckpointIO
 from jackpot.runs.claim import SKIPPED, RunElsewhere, claim_run
@@ -170,8 +170,8 @@ def train_trunk(cfg: DictConfig, num_classes: int, work_dir: Path,
     datamodule = make_datamodule(cfg, corruption=cfg.sanity_check.data)
     module = make_module(cfg, model, make_schedule(cfg, pretrain_epochs(cfg)))
     ckpt_dir = work_dir / "checkpoints"
-    callbacks = [EpochSeed(int(cfg.seed)), EpochLog("dense trunk", cell_name(cfg))]
-    callbacks += [ProgressFile(progress, "dense trunk")] if progress else []
+    callbacks = [EpochSeed(int(cfg.seed)), EpochLog(TRUNK_STAGE, cell_name(cfg))]
+    callbacks += [ProgressFile(progress, TRUNK_STAGE)] if progress else []
     trainer = make_trainer(cfg, pretrain_epochs(cfg), ckpt_dir, callbacks, [])
     trainer.fit(module, datamodule=datamodule, ckpt_path=_last_checkpoint(ckpt_dir))
     if module.nonfinite_loss:
@@ -220,18 +220,19 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
                 net, recipe, init_state=trunk.init_state, trained_state=source.trained_state,
                 previous_masks=previous), resuming=resume_from is not None)
             module = make_module(cfg, model, make_schedule(cfg))
-            callbacks = [pruning, EpochSeed(int(cfg.seed)), EpochLog(f"IMP round {index} of {rounds}", cell_name(cfg))]
+            stage = imp_round_stage(index, rounds)
+            callbacks = [pruning, EpochSeed(int(cfg.seed)), EpochLog(stage, cell_name(cfg))]
             if progress:
-                callbacks.append(ProgressFile(progress, f"IMP round {index} of {rounds}"))
+                callbacks.append(ProgressFile(progress, stage))
             trainer = make_trainer(cfg, int(cfg.schedule.epochs), ckpt_dir, callbacks, [])
             trainer.fit(module, datamodule=make_datamodule(cfg, corruption=cfg.sanity_check.data),
                         ckpt_path=resume_from)
             if module.nonfinite_loss:
-                raise TrainingDiverged(f"IMP round {index} of {rounds} in {work} diverged (its loss became NaN or "
+                raise TrainingDiverged(f"{stage} in {work} diverged (its loss became NaN or "
                                        "infinite); it is not cached, and the runs that need it cannot start")
             return trunk.init_state, module.model.state_dict(), pruning.masks.state_dict()
 
-        current = cache.obtain(spec, train_round, on_wait=_waiting_notice(progress, f"IMP round {index} of {rounds}"))
+        current = cache.obtain(spec, train_round, on_wait=_waiting_notice(progress, imp_round_stage(index, rounds)))
         masks = Masks(current.masks)
     return current, masks
 
@@ -297,7 +298,7 @@ def _run_cell(cfg: DictConfig, output_dir: Path, digest: str) -> dict[str, Any]:
     if method.when == "trained":
         cache = TrunkCache(cfg.paths.cache_dir)
         trunk = cache.obtain(trunk_spec(cfg), lambda work: train_trunk(cfg, num_classes, work, progress),
-                             on_wait=_waiting_notice(progress, "dense trunk"))
+                             on_wait=_waiting_notice(progress, TRUNK_STAGE))
         init_state = trunk.init_state
         faults.reach("trunk")
         source, previous_masks = iterate_rounds(cfg, num_classes, trunk, cache, progress)

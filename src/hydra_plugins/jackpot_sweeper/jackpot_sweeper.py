@@ -55,7 +55,7 @@ from jackpot.config import ConfigError, InapplicableCheck, join_limited, validat
 from jackpot.errors import exit_with_user_error
 from jackpot.machine.gpu_sharing import packing_warning
 from jackpot.runs.atomic_io import write_bytes_atomic
-from jackpot.runs.cache_keys import missing_work, shared_work
+from jackpot.runs.cache_keys import missing_work, shared_work, shared_work_index
 from jackpot.runs.identity import run_identity
 from jackpot.runs.output_dir import holds_finished_run
 from jackpot.runs.pack import PACK_KEY, PackMember, check_side_by_side, member_container, write_pack
@@ -335,18 +335,11 @@ def _epochs_left(plan: JobPlan) -> tuple[int, tuple[tuple[str, int], ...]]:
         return epochs, ()
     if progress.stage == "ticket":
         return max(epochs - progress.checkpointed, 0), ()
-    stage = progress.stage
-    index = 0 if stage == "dense trunk" else _imp_round(stage)
-    work = shared_work(plan.config) if index is not None else []
-    return epochs, ((work[index], progress.checkpointed),) if index is not None and index < len(work) else ()
-
-
-def _imp_round(stage: str) -> int | None:
-    """i of a progress stage `IMP round i of R` (the cache key at index i of a run's shared work), else None."""
-    words = stage.split()
-    if len(words) == 5 and words[:2] == ["IMP", "round"] and words[2].isdigit():
-        return int(words[2])
-    return None
+    index = shared_work_index(progress.stage)
+    if index is None:
+        return epochs, ()
+    work = shared_work(plan.config)
+    return epochs, ((work[index], progress.checkpointed),) if index < len(work) else ()
 
 
 class SweepRecord:

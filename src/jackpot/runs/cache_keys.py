@@ -4,6 +4,7 @@ first), so this module imports neither Lightning nor the data loaders."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -43,6 +44,22 @@ def imp_round_spec(cfg: DictConfig, index: int) -> dict[str, Any]:
         "ticket_weights": pruner.get("ticket_weights"),
         "options": pruner_options(cfg),
     }}
+
+
+TRUNK_STAGE = "dense trunk"  # how a run's log lines and progress file name the training of its shared work
+
+
+def imp_round_stage(index: int, rounds: int) -> str:
+    return f"IMP round {index} of {rounds}"
+
+
+def shared_work_index(stage: str) -> int | None:
+    """Which of a run's `shared_work` keys a progress-file stage trains (0: the trunk, i: IMP round i, as
+    `imp_round_stage` writes it), else None (its ticket, or waiting)."""
+    if stage == TRUNK_STAGE:
+        return 0
+    imp_round = re.fullmatch(r"IMP round (\d+) of \d+", stage)
+    return int(imp_round[1]) if imp_round else None
 
 
 def shared_work(cfg: DictConfig) -> list[str]:
