@@ -10,6 +10,7 @@ import math
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import CONF, REPO, train_py
@@ -20,7 +21,8 @@ from jackpot import tables
 from jackpot.config import ConfigError, InapplicableCheck
 from jackpot.runs.results import write_results
 from jackpot.tables.readings import check_reading, random_ticket_reading
-from jackpot.tables.verdicts import welch
+from jackpot.tables.verdict_render import summary_lines
+from jackpot.tables.verdicts import seeds_to_decide, welch
 
 SWEEPS = REPO / "multirun_sweeps"
 ALL_CHECKS = {"none", "random_labels", "random_pixels_labels", "layerwise_rearrange", "reinit", "half_dataset",
@@ -165,13 +167,31 @@ def test_welch_matches_a_hand_computation():
     d = welch(82.0, 2.0, 3, 83.0, 2.0, 3)
     assert d.diff == 1.0 and d.se == pytest.approx(math.sqrt(8 / 3)) and d.df == pytest.approx(4.0)
     assert d.t == pytest.approx(1 / math.sqrt(8 / 3)) and d.p == pytest.approx(0.5734, abs=1e-3)
-    assert d.outcome() == "none"
+    half = 2.7764451 * math.sqrt(8 / 3)  # t(0.975, df=4), from tables
+    assert d.interval() == pytest.approx((1 - half, 1 + half))  # (-3.53, +5.53)
+    # not distinguishable, yet the interval allows a 3.5-point harm: no reading of "no effect" at a 1-point margin
+    assert d.outcome() == "inconclusive" and d.outcome(margin=4.0) == "none"
+    assert d.outcome(side="advantage") == "inconclusive" and d.outcome(margin=6.0, side="advantage") == "none"
+    tight = welch(82.0, 0.2, 3, 82.1, 0.2, 3)  # the same test (p 0.57), a tenth of the spread: (-0.35, +0.55)
+    assert tight.p == pytest.approx(d.p) and tight.outcome() == "none"
     d = welch(82.0, 2.0, 3, 71.0, 1.0, 3)
     assert d.se == pytest.approx(math.sqrt(5 / 3)) and d.df == pytest.approx(50 / 17)
     assert d.p == pytest.approx(0.0037, abs=5e-4) and d.outcome() == "hurts"
     assert welch(82.0, 2.0, 3, 81.0, math.nan, 1).outcome() == "unknown"
     exact = welch(80.0, 0.0, 2, 81.0, 0.0, 2)  # no spread on either side: the difference is exact
-    assert exact.se == 0.0 and exact.outcome() == "helps"
+    assert exact.se == 0.0 and exact.outcome() == "helps" and exact.interval() == (1.0, 1.0)
+    assert math.isnan(welch(82.0, 2.0, 3, 81.0, math.nan, 1).interval()[0])
+
+
+def test_seeds_to_decide_is_where_the_interval_would_clear_zero_or_the_margin():
+    # sd 2 on both sides, +1 point, harm margin 1: decided once t(0.975, 2(n-1)) * sqrt(8/n) < max(|1|, 1 + 1)
+    # n = 8: 2.1448 > 2; n = 9: 1.9987 < 2
+    assert seeds_to_decide(2.0, 2.0, 1.0, margin=1.0, side="harm", at_least=4) == 9
+    # the margin on the other side is no nearer than zero: only telling +1 from zero decides it (n = 32)
+    assert seeds_to_decide(2.0, 2.0, 1.0, margin=1.0, side="advantage", at_least=4) == 32
+    assert seeds_to_decide(2.0, 2.0, 1.0, margin=1.0, side="harm", at_least=12) == 12  # never below what ran
+    assert seeds_to_decide(2.0, 2.0, 0.0, margin=0.01, side="harm") is None  # past MAX_SEEDS
+    assert seeds_to_decide(2.0, math.nan, 1.0) is None
 
 
 def test_verdicts_table_prints_and_writes_the_hand_computed_statistics(tmp_path, capsys, monkeypatch):
@@ -185,25 +205,60 @@ def test_verdicts_table_prints_and_writes_the_hand_computed_statistics(tmp_path,
     rows = {(r["comparison"], r["check"]): r for r in csv.DictReader((out / "sanity_battery_verdicts.csv").open())}
     labels = rows[("check", "random_labels")]
     assert float(labels["diff"]) == pytest.approx(1.0) and float(labels["se"]) == pytest.approx(1.633, abs=1e-3)
-    assert labels["distinguishable"] == "no" and labels["reading"].startswith("random labels do not hurt")
+    assert float(labels["ci_low"]) == pytest.approx(-3.534, abs=1e-3) and labels["outcome"] == "inconclusive"
+    assert labels["distinguishable"] == "no" and labels["seeds_to_decide"] == "9"
+    assert labels["reading"] == ("cannot tell whether random labels hurt SNIP: the 95 % CI allows a loss of up to "
+                                 "3.5 points (margin 1); about 9 seeds a side would decide it at the spreads measured")
     rearrange = rows[("check", "layerwise_rearrange")]
     assert float(rearrange["diff"]) == pytest.approx(-11.0) and float(rearrange["se"]) == pytest.approx(1.291, 1e-3)
     assert rearrange["distinguishable"] == "yes" and "SNIP uses the positions within each layer" in rearrange["reading"]
     assert rows[("check", "reinit")]["distinguishable"] == "n/a"
-    random = rows[("random tickets", "none")]
+    random = rows[("random tickets", "none")]  # -1 ± 1.291, df 50/17: (-5.16, +3.16)
     assert float(random["diff"]) == pytest.approx(-1.0) and random["distinguishable"] == "no"
-    assert "no better than random tickets" in random["reading"]
+    assert float(random["ci_high"]) == pytest.approx(3.155, abs=1e-3) and random["outcome"] == "inconclusive"
+    assert "cannot tell whether SNIP beats random tickets: the 95 % CI allows it to be ahead by up to 3.2" in (
+        random["reading"])
     dense = rows[("dense", "none")]
     assert float(dense["diff"]) == pytest.approx(-14.0) and dense["outcome"] == "hurts"
-    for text in ("verdicts", "random labels do not hurt: the mask does not use the labels",
-                 "layerwise rearrange hurts", "-11.00 ± 1.29", "Welch",
-                 "1 of 2 checks hurt it (layerwise rearrange)",
+    for text in ("verdicts", "cannot tell whether random labels hurt SNIP", "+1.00 ± 1.63", "-3.53 to +5.53",
+                 "layerwise rearrange hurts", "-11.00 ± 1.29", "Welch", "rules out 1 point or more",
+                 "1 of 2 checks hurt it (layerwise rearrange): it passes those (it uses what they destroy); 1 cannot "
+                 "tell yet (random labels: about 9 seeds a side would decide it)",
                  "no runs of random pixels+labels, half dataset, shuffled weights"):
         assert text in printed, text
     assert (out / "sanity_battery_verdicts.md").read_text().count("\n| ") >= 6
     assert (out / "sanity_battery_verdicts.png").read_bytes()[:4] == b"\x89PNG"
     # the accuracy table holds the battery's cells only: no "missing" cells of the grid's other models
     assert "missing" not in printed and "VGG19" not in printed
+
+    # a 4-point margin: both intervals rule it out, so both read as no effect
+    code = tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),
+                        "--out", str(out), "--format", "csv", "--margin", "4"])
+    assert code == 0
+    rows = {(r["comparison"], r["check"]): r for r in csv.DictReader((out / "sanity_battery_verdicts.csv").open())}
+    assert rows[("check", "random_labels")]["outcome"] == "none" and rows[("check", "random_labels")][
+        "reading"].startswith("random labels do not hurt: the mask does not use the labels (fails the check)")
+    assert "no better than random tickets" in rows[("random tickets", "none")]["reading"]
+    assert rows[("check", "random_labels")]["margin"] == "4.0000"
+
+
+def test_no_check_hurting_is_a_verdict_only_when_none_is_left_inconclusive():
+    base = {"model": "resnet8", "dataset": "digits", "method": "snip", "ratio": 0.9, "comparison": "check",
+            "margin": 1.0, "seeds_to_decide": None}
+    none = {**base, "check": "random_labels", "outcome": "none"}
+    (line,) = summary_lines(pd.DataFrame([none, {**base, "check": "reinit", "outcome": "helps"}]), {})
+    assert "none of its 2 checks hurts it by 1 point or more; 1 help it (reinit): it fails the sanity checks" in line
+    (line,) = summary_lines(pd.DataFrame([none, {**base, "check": "reinit", "outcome": "inconclusive",
+                                                 "seeds_to_decide": 14}]), {})
+    assert line.endswith("no check hurts it so far; 1 cannot tell yet (reinit: about 14 seeds a side would decide "
+                         "it): no verdict yet, since a check it cannot tell may still hurt it")
+    assert "fails" not in line
+
+
+@pytest.mark.parametrize("margin", ["0", "-1", "inf", "wide"])
+def test_a_margin_that_is_not_positive_points_is_refused(margin, capsys, tmp_path):
+    assert tables.main([str(tmp_path), "--margin", margin]) == 2
+    assert f"--margin={margin} is not allowed; give accuracy points above 0" in capsys.readouterr().out
 
 
 def test_readings_say_what_the_paper_reads_into_each_outcome():

@@ -20,7 +20,7 @@ from jackpot.tables.cells import AXES, Cell, cell_key
 from jackpot.tables.labels import PRUNER_LABELS
 from jackpot.tables.specs import SweepSpec
 from jackpot.tables.verdict_render import plot_verdicts, render_verdicts_rich, verdicts_markdown
-from jackpot.tables.verdicts import DENSE, RANDOM_TICKETS, battery_verdicts
+from jackpot.tables.verdicts import DENSE, MARGIN, RANDOM_TICKETS, battery_verdicts
 
 
 def is_battery(spec: SweepSpec) -> bool:
@@ -78,9 +78,10 @@ def unrun_checks(spec: SweepSpec, summary: pd.DataFrame) -> dict[str, list[str]]
 
 
 def report_battery(spec: SweepSpec, summary: pd.DataFrame, out: Path | None, formats: Sequence[str],
-                   figures: bool, console: Any = None) -> pd.DataFrame:
-    """The battery's verdicts printed (rich) and written (md, csv, png) next to its accuracy table."""
-    verdicts = battery_verdicts(summary, spec.axis_order("sanity_check"), PRUNER_LABELS)
+                   figures: bool, console: Any = None, margin: float = MARGIN) -> pd.DataFrame:
+    """The battery's verdicts printed (rich) and written (md, csv, png) next to its accuracy table; `margin`:
+    the accuracy points below which a difference reads as no effect."""
+    verdicts = battery_verdicts(summary, spec.axis_order("sanity_check"), PRUNER_LABELS, margin=margin)
     unrun = unrun_checks(spec, summary)
     if "rich" in formats:
         render_verdicts_rich(verdicts, spec.name, unrun, console)

@@ -15,7 +15,9 @@ malformed results files, never fatal.
 
 A sanity battery (multirun_sweeps/sanity_battery.yaml) also prints its verdicts: each check's effect on accuracy
 against the plain method, and the method against random tickets and the dense network, as the difference of
-means ± its standard error with a two-sided Welch t-test, and the paper's reading of the outcome.
+means ± its standard error with a two-sided Welch t-test and its 95 % confidence interval, and the paper's reading
+of the outcome; a difference not told apart from zero reads as no effect only when the interval rules out
+--margin points or more, else as inconclusive, with the seeds that would decide it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from jackpot.tables.render import render_rich, to_csv, to_latex, to_markdown
 from jackpot.tables.specs import SweepSpec, default_sweeps_dir, load_sweep_specs, specs_from_multirun_files
 from jackpot.tables.summary import summarize
 from jackpot.tables.unfinished import describe_unfinished, find_unfinished
+from jackpot.tables.verdicts import MARGIN
 from jackpot.tables.wandb_log import FROM_ENV, MODES, log_tables, resolve_mode
 
 FORMATS = ("rich", "md", "latex", "csv")
@@ -45,9 +48,10 @@ METRICS = ("final_acc", "best_acc")
 
 def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Sequence[str], out: Path | None,
                  formats: Sequence[str], figures: bool, metric: str = "final_acc",
-                 console: Any = None, verdicts: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+                 console: Any = None, verdicts: dict[str, pd.DataFrame] | None = None,
+                 margin: float = MARGIN) -> dict[str, pd.DataFrame]:
     """Summaries per table, printed and written; returns {table name: summary frame} (and fills `verdicts`
-    with {table name: verdict frame} for the sanity batteries among them)."""
+    with {table name: verdict frame} for the sanity batteries among them, read with `margin`)."""
     summaries = {}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +68,7 @@ def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Se
         if "rich" in formats:
             render_rich(layout, name, console)
         if battery:
-            frame = report_battery(spec, summary, out, formats, figures, console)
+            frame = report_battery(spec, summary, out, formats, figures, console, margin)
             if verdicts is not None:
                 verdicts[name] = frame
         if out is None:
@@ -98,6 +102,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--figures", action="store_true", help="also write PNG figures")
     parser.add_argument("--metric", choices=METRICS, default="final_acc",
                         help="final_acc (last epoch, default) or best_acc (best epoch on the test set)")
+    parser.add_argument("--margin", default=str(MARGIN), metavar="POINTS",
+                        help="a sanity battery's verdicts: the accuracy points (> 0) below which a difference the "
+                        "test cannot tell from zero reads as no effect; a wider confidence interval reads as "
+                        f"inconclusive (default {MARGIN:g})")
     parser.add_argument("--wandb", nargs="?", const=FROM_ENV, default=None, metavar="{online,offline}",
                         help="also log the tables (a battery's verdicts too) and figures as a wandb run in each "
                         "sweep's group (job type tables): online or offline; without a value WANDB_MODE decides "
@@ -123,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.wandb not in (None, FROM_ENV, *MODES):
         console.print(f"[red]--wandb={args.wandb} is not allowed; choose {' or '.join(MODES)}, or give no value "
                       "(WANDB_MODE decides)[/red]")
+        return 2
+
+    margin = _margin(args.margin)
+    if margin is None:
+        console.print(f"[red]--margin={args.margin} is not allowed; give accuracy points above 0, e.g. "
+                      f"--margin {MARGIN:g}[/red]")
         return 2
 
     loaded = load_sources(args.sources)
@@ -160,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     writes = bool(written_formats or args.figures)
     verdicts: dict[str, pd.DataFrame] = {}
     summaries = build_tables(loaded, specs, names, out if writes else None, formats, args.figures,
-                             args.metric, console, verdicts)
+                             args.metric, console, verdicts, margin)
     for name in names:
         if name not in summaries:
             console.print(f"[yellow]{name}: no cells to show (no runs yet, and its grid leaves an axis to the "
@@ -175,6 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _report_unfinished(console, loaded.roots, names)
     _report_malformed(console, loaded.malformed)
     return 0
+
+
+def _margin(text: str) -> float | None:
+    """--margin as a positive, finite number of accuracy points; None when it is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 def _log_to_wandb(console: Any, args: argparse.Namespace, summaries: Mapping[str, pd.DataFrame],

@@ -1,13 +1,15 @@
 """The paper's reading of a sanity check's outcome, in one line: a check that does not hurt means the method does
 not use what the check destroys (it "fails" the check, as the paper finds for SNIP, GraSP and lottery tickets at
 init); one that hurts means it does (it "passes", as learning-rate rewinding does under the half dataset and
-weight shuffling)."""
+weight shuffling). A difference the test cannot tell from zero reads as no effect only when its confidence
+interval rules out an effect of the margin or more; otherwise it is inconclusive, and the reading says how
+large the effect could still be and how many seeds would decide it (jackpot.tables.verdicts)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-Outcome = Literal["none", "hurts", "helps", "unknown"]
+Outcome = Literal["none", "hurts", "helps", "inconclusive", "unknown"]
 
 # check -> (what the check destroys, the reading when it does not hurt, the reading when it hurts)
 CHECK_READINGS: dict[str, tuple[str, str, str]] = {
@@ -35,13 +37,16 @@ CHECK_READINGS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def check_reading(check: str, outcome: Outcome, method: str) -> str:
-    """The one-line reading of `check`'s effect on `method` (the check against the plain method)."""
+def check_reading(check: str, outcome: Outcome, method: str, **inconclusive: float | int | None) -> str:
+    """The one-line reading of `check`'s effect on `method` (the check against the plain method); an
+    inconclusive outcome's reading takes `bound`, `margin` and `seeds` (see `inconclusive_reading`)."""
     label = check.replace("_", " ")
     what, no_effect, hurts = CHECK_READINGS.get(check, ("what the check changes", f"{label} does not hurt",
                                                         f"{label} hurts: {{method}} uses what it changes"))
     if outcome == "unknown":
         return TOO_FEW_SEEDS
+    if outcome == "inconclusive":
+        return inconclusive_reading(f"whether {hurts.split(':')[0]} {method}", "a loss of", **inconclusive)
     if outcome == "hurts":
         return hurts.format(method=method) + " (passes the check)"
     if outcome == "helps":
@@ -50,6 +55,16 @@ def check_reading(check: str, outcome: Outcome, method: str) -> str:
 
 
 TOO_FEW_SEEDS = "too few seeds to tell (at least 2 on each side)"
+
+
+def inconclusive_reading(question: str, allows: str, bound: float, margin: float, seeds: int | None) -> str:
+    """`cannot tell <question>: the 95 % CI allows <allows> up to 13.0 points (margin 1); about 40 seeds a side
+    would decide it at the spreads measured`: how large an effect the interval still allows, and the seeds that
+    would settle it if the measured means and spreads held (`seeds` None: past what `seeds_to_decide` tries)."""
+    more = f"about {seeds} seeds a side" if seeds is not None else "hundreds of seeds a side"
+    return (f"cannot tell {question}: the 95 % CI allows {allows} up to {abs(bound):.1f} points (margin {margin:g}); "
+            f"{more} would decide it at the spreads measured")
+
 
 # outcome -> reading of the method against random tickets (smart ratio) at the same ratio, and against dense
 RANDOM_TICKET_READINGS = {
@@ -64,11 +79,17 @@ DENSE_READINGS = {
 }
 
 
-def random_ticket_reading(outcome: Outcome, method: str) -> str:
+def random_ticket_reading(outcome: Outcome, method: str, **inconclusive: float | int | None) -> str:
     """The reading of the method against random tickets (smart ratio) at the same ratio."""
+    if outcome == "inconclusive":
+        return inconclusive_reading(f"whether {method} beats random tickets", "it to be ahead by",
+                                    **inconclusive)
     return TOO_FEW_SEEDS if outcome == "unknown" else RANDOM_TICKET_READINGS[outcome].format(method=method)
 
 
-def dense_reading(outcome: Outcome, method: str) -> str:
+def dense_reading(outcome: Outcome, method: str, **inconclusive: float | int | None) -> str:
     """The reading of the method against the dense network."""
+    if outcome == "inconclusive":
+        return inconclusive_reading(f"whether {method} keeps the dense network's accuracy", "a loss of",
+                                    **inconclusive)
     return TOO_FEW_SEEDS if outcome == "unknown" else DENSE_READINGS[outcome].format(method=method)

@@ -11,10 +11,19 @@ from typing import Any
 import pandas as pd
 
 from jackpot.tables.labels import CHECK_LABELS, DATASET_LABELS, MODEL_LABELS, PRUNER_LABELS
-from jackpot.tables.verdicts import ALPHA
+from jackpot.tables.verdicts import ALPHA, MARGIN
 
-HOW = (f"Δ = accuracy − reference (percentage points) ± its standard error sqrt(s1²/n1 + s2²/n2); "
-       f"two-sided Welch t-test, distinguishable from zero at p < {ALPHA:g}")
+
+def how(margin: float = MARGIN) -> str:
+    """The caption: what Δ, its test and interval are, and when "no effect" is read."""
+    return (f"Δ = accuracy − reference (percentage points) ± its standard error sqrt(s1²/n1 + s2²/n2); "
+            f"two-sided Welch t-test, distinguishable from zero at p < {ALPHA:g}, and its {100 * (1 - ALPHA):g} % CI. "
+            f"Not distinguishable reads as no effect only when the CI rules out {margin:g} point{'s' * (margin != 1)} "
+            f"or more (--margin) of a check's or the dense network's harm, or of an advantage over random tickets; "
+            f"else inconclusive")
+
+
+COLORS = {"hurts": "red", "helps": "green", "none": "", "inconclusive": "dark_orange", "unknown": "yellow"}
 
 
 def ticket_label(rec: Mapping[str, Any]) -> str:
@@ -43,10 +52,17 @@ def texts(rec: Mapping[str, Any]) -> dict[str, str]:
         diff += f" ± {rec['se']:.2f}"
     test = "-" if math.isnan(rec["p"]) else f"t={rec['t']:+.2f}" + (
         "" if math.isnan(rec["df"]) else f", df={rec['df']:.1f}") + f", p={rec['p']:.3f}"
+    interval = "-" if math.isnan(rec["ci_low"]) else f"{rec['ci_low']:+.2f} to {rec['ci_high']:+.2f}"
     return {"ticket": ticket_label(rec), "comparison": comparison_label(rec),
             "accuracy": _acc(rec["mean"], rec["std"], rec["n"]),
             "reference": _acc(rec["ref_mean"], rec["ref_std"], rec["ref_n"]),
-            "Δ ± SE": diff, "Welch test": test, "distinguishable": rec["distinguishable"], "reading": rec["reading"]}
+            "Δ ± SE": diff, "95 % CI": interval, "Welch test": test, "distinguishable": rec["distinguishable"],
+            "reading": rec["reading"]}
+
+
+def _named(checks: pd.DataFrame, outcome: str) -> list[str]:
+    """The labels of the checks with this outcome."""
+    return [CHECK_LABELS.get(c, c) for c in checks[checks["outcome"] == outcome]["check"]]
 
 
 def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> list[str]:
@@ -54,19 +70,29 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> lis
     lines = []
     for _, group in verdicts.groupby(["model", "dataset", "method", "ratio"], sort=False):
         checks = group[group["comparison"] == "check"]
-        decided = checks[checks["outcome"] != "unknown"]
-        hurt = [CHECK_LABELS.get(c, c) for c in decided[decided["outcome"] == "hurts"]["check"]]
-        helped = [CHECK_LABELS.get(c, c) for c in decided[decided["outcome"] == "helps"]["check"]]
+        decided = checks[~checks["outcome"].isin(["unknown", "inconclusive"])]
+        hurt, helped, open_ = (_named(checks, outcome) for outcome in ("hurts", "helps", "inconclusive"))
         helps = f"; {len(helped)} help it ({', '.join(helped)})" if helped else ""
+        undecided = ""
+        if open_:
+            seeds = checks[checks["outcome"] == "inconclusive"]["seeds_to_decide"]
+            need = (f"about {int(seeds.max())} seeds a side would decide {'them' if len(open_) > 1 else 'it'}"
+                    if seeds.notna().all() else "hundreds of seeds a side would be needed")
+            undecided = f"; {len(open_)} cannot tell yet ({', '.join(open_)}: {need})"
         rec = group.iloc[0].to_dict()
-        if decided.empty:
+        if decided.empty and not open_:
             verdict = "no check decided yet (at least 2 seeds on each side)"
         elif hurt:
-            verdict = (f"{len(hurt)} of {len(decided)} checks hurt it ({', '.join(hurt)}): it passes those "
-                       f"(it uses what they destroy){helps}")
+            tested = len(decided) + len(open_)
+            verdict = (f"{len(hurt)} of {tested} checks hurt it ({', '.join(hurt)}): it passes those "
+                       f"(it uses what they destroy){helps}{undecided}")
+        elif open_:
+            verdict = (f"no check hurts it so far{helps}{undecided}: no verdict yet, since a check it cannot tell "
+                       f"may still hurt it")
         else:
-            verdict = (f"none of its {len(decided)} checks hurts it{helps}: it fails the sanity checks, as the "
-                       f"paper's initial tickets do")
+            verdict = (f"none of its {len(decided)} checks hurts it by {rec['margin']:g} point"
+                       f"{'s' * (rec['margin'] != 1)} or more{helps}: it fails the sanity checks, as the paper's "
+                       f"initial tickets do")
         lines.append(f"{ticket_label(rec)}: {verdict}")
     for method, checks in unrun.items():
         names = ", ".join(CHECK_LABELS.get(c, c) for c in checks)
@@ -82,15 +108,15 @@ def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"{table_name}: verdicts (test accuracy %, mean ± std over seeds)", caption=HOW,
-                  show_lines=True)
+    table = Table(title=f"{table_name}: verdicts (test accuracy %, mean ± std over seeds)",
+                  caption=how(_margin(verdicts)), show_lines=True)
     for column, style in (("ticket", "bold"), ("comparison", ""), ("accuracy", ""), ("reference", ""),
-                          ("Δ ± SE", "bold"), ("Welch test", "dim"), ("distinguishable", ""), ("reading", "")):
+                          ("Δ ± SE", "bold"), ("95 % CI", ""), ("Welch test", "dim"), ("distinguishable", ""),
+                          ("reading", "")):
         table.add_column(column, style=style or None, no_wrap=column not in ("reading", "ticket"))
-    colors = {"hurts": "red", "helps": "green", "none": "", "unknown": "yellow"}
     for rec in verdicts.to_dict("records"):
         row = texts(rec)
-        color = colors[rec["outcome"]]
+        color = COLORS[rec["outcome"]]
         row["distinguishable"] = f"[{color}]{row['distinguishable']}[/{color}]" if color else row["distinguishable"]
         table.add_row(*row.values())
     console.print(table)
@@ -101,16 +127,21 @@ def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping
 def verdicts_markdown(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]]) -> str:
     rows = [texts(rec) for rec in verdicts.to_dict("records")]
     head = list(rows[0]) if rows else []
-    lines = [f"### {table_name}: verdicts", "", HOW + ".", "", "| " + " | ".join(head) + " |",
+    lines = [f"### {table_name}: verdicts", "", how(_margin(verdicts)) + ".", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
     lines += ["", *(f"- {line}" for line in summary_lines(verdicts, unrun))]
     return "\n".join(lines) + "\n"
 
 
+def _margin(verdicts: pd.DataFrame) -> float:
+    """The margin the verdicts were read with (the default for an empty frame)."""
+    return float(verdicts["margin"].iloc[0]) if len(verdicts) else MARGIN
+
+
 def plot_verdicts(verdicts: pd.DataFrame, path: Path) -> Path | None:
-    """Each comparison's Δ with ±1.96 SE bars (a normal approximation: the test itself uses Welch's t), a panel
-    per method cell; None when there is nothing to plot."""
+    """Each comparison's Δ with its 95 % CI (Welch's t) and the margin of no effect dotted, a panel per method
+    cell; None when there is nothing to plot."""
     data = verdicts[verdicts["n"].gt(0) & verdicts["ref_n"].gt(0)]
     if data.empty:
         return None
@@ -123,13 +154,16 @@ def plot_verdicts(verdicts: pd.DataFrame, path: Path) -> Path | None:
     fig, axes = plt.subplots(len(groups), 1, squeeze=False, figsize=(7, 0.5 + 0.45 * len(data) + len(groups)))
     for ax, (_, group) in zip(axes[:, 0], groups, strict=True):
         labels = [comparison_label(rec) for rec in group.to_dict("records")]
-        errors = (1.96 * group["se"]).fillna(0.0)
-        colors = group["outcome"].map({"hurts": "tab:red", "helps": "tab:green"}).fillna("tab:gray")
+        errors = (group["diff"] - group["ci_low"]).fillna(0.0)
+        colors = group["outcome"].map({"hurts": "tab:red", "helps": "tab:green",
+                                       "inconclusive": "tab:orange"}).fillna("tab:gray")
         ax.barh(labels, group["diff"], xerr=errors, color=colors, capsize=3)
         ax.axvline(0.0, color="black", linewidth=0.8)
+        for edge in (-group["margin"].iloc[0], group["margin"].iloc[0]):
+            ax.axvline(edge, color="gray", linewidth=0.8, linestyle=":")
         ax.invert_yaxis()
         ax.set_title(ticket_label(group.iloc[0].to_dict()), fontsize=10)
-        ax.set_xlabel("Δ test accuracy (points), ±1.96 SE")
+        ax.set_xlabel("Δ test accuracy (points), 95 % CI; dotted: the margin of no effect")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -2,6 +2,12 @@
 against random tickets and the dense network at the same cell, with whether the difference is told apart from
 zero by a two-sided Welch t-test (unequal variances: a check can change the spread over seeds, not only the mean).
 
+A difference the test cannot tell from zero is not evidence of no effect: with 3 seeds of a few points' spread,
+a check could cost 10 points and still not be "distinguishable". So "no effect" is read only when the 95 %
+confidence interval also rules out an effect of `margin` points or more in the direction the reading is about
+(a check's or the dense network's harm, the method's advantage over random tickets); otherwise the comparison is
+"inconclusive", with the seeds a side that would decide it if the measured means and spreads held.
+
 Everything is read from the table's summary (mean, sample std and seed count per cell), so the seeds a battery
 takes from other sweeps (`reuse_from`) count exactly as they do in its accuracy table.
 """
@@ -12,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -20,10 +26,16 @@ from jackpot.tables.cells import AXES
 from jackpot.tables.readings import Outcome, check_reading, dense_reading, random_ticket_reading
 
 ALPHA = 0.05
+MARGIN = 1.0  # accuracy points: the smallest difference a verdict treats as an effect (jackpot-tables --margin)
+MAX_SEEDS = 200  # seeds a side past which `seeds_to_decide` gives up
 RANDOM_TICKETS = "smart_ratio"  # the paper's random tickets
 DENSE = "dense"
 VERDICT_COLUMNS = ["model", "dataset", "method", "ratio", "comparison", "check", "mean", "std", "n", "ref_mean",
-                   "ref_std", "ref_n", "diff", "se", "df", "t", "p", "outcome", "distinguishable", "reading"]
+                   "ref_std", "ref_n", "diff", "se", "df", "t", "p", "ci_low", "ci_high", "margin", "outcome",
+                   "distinguishable", "seeds_to_decide", "reading"]
+# Which side of the difference a comparison's "no effect" reading is about: a check's (or the dense network's)
+# harm to the method, the lower bound; the method's advantage over random tickets, the upper one.
+Side = Literal["harm", "advantage"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +49,27 @@ class Difference:
     t: float
     p: float
 
-    def outcome(self, alpha: float = ALPHA) -> Outcome:
+    def interval(self, alpha: float = ALPHA) -> tuple[float, float]:
+        """The two-sided (1 − alpha) confidence interval of the difference, diff ± t(1 − alpha/2, df) · se: the
+        values the test does not reject (it excludes 0 exactly when p < alpha)."""
+        if math.isnan(self.p):
+            return math.nan, math.nan
+        if self.se == 0:
+            return self.diff, self.diff
+        from scipy import stats
+
+        half = float(stats.t.ppf(1 - alpha / 2, self.df)) * self.se
+        return self.diff - half, self.diff + half
+
+    def outcome(self, alpha: float = ALPHA, margin: float = MARGIN, side: Side = "harm") -> Outcome:
+        """hurts / helps when the test tells the difference from zero; none when it cannot and the interval
+        also rules out `margin` points or more on `side`; inconclusive when it rules out neither."""
         if math.isnan(self.p):
             return "unknown"
-        if self.p >= alpha:
-            return "none"
-        return "hurts" if self.diff < 0 else "helps"
+        if self.p < alpha:
+            return "hurts" if self.diff < 0 else "helps"
+        low, high = self.interval(alpha)
+        return "none" if (low > -margin if side == "harm" else high < margin) else "inconclusive"
 
 
 def welch(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int) -> Difference:
@@ -62,11 +89,34 @@ def welch(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_
     return Difference(diff, se, df, float(result.statistic), float(result.pvalue))
 
 
+def seeds_to_decide(std_a: float, std_b: float, diff: float, margin: float = MARGIN, side: Side = "harm",
+                    alpha: float = ALPHA, at_least: int = 2) -> int | None:
+    """The fewest seeds a side (from `at_least`) at which a comparison would be decided if its measured
+    difference and spreads held: the interval's half-width t(1 − alpha/2, df) · sqrt((s_a² + s_b²) / n) falls
+    below |diff| (the test tells it from zero) or below the distance from diff to the margin on `side` (the
+    interval rules the margin out). None past MAX_SEEDS, or when a spread is unknown."""
+    from scipy import stats
+
+    spread = std_a**2 + std_b**2
+    if math.isnan(spread) or math.isnan(diff):
+        return None
+    reach = max(abs(diff), diff + margin if side == "harm" else margin - diff)
+    for n in range(max(2, at_least), MAX_SEEDS + 1):
+        if spread == 0:
+            return n
+        df = spread**2 * (n - 1) / (std_a**4 + std_b**4)  # Welch–Satterthwaite with n on both sides
+        if float(stats.t.ppf(1 - alpha / 2, df)) * math.sqrt(spread / n) < reach:
+            return n
+    return None
+
+
 def battery_verdicts(summary: pd.DataFrame, check_order: Sequence[str] = (),
-                     method_labels: Mapping[str, str] | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+                     method_labels: Mapping[str, str] | None = None, alpha: float = ALPHA,
+                     margin: float = MARGIN) -> pd.DataFrame:
     """One row per (method cell, comparison): every check the summary holds for the method at that cell against
     its plain cell, then the plain cell against random tickets and against the dense network (of that model and
-    dataset). A method is every pruner but the dense network, and random tickets only when checked themselves."""
+    dataset). A method is every pruner but the dense network, and random tickets only when checked themselves.
+    `margin`: the accuracy points below which a difference is read as no effect (see the module's docstring)."""
     cells = {tuple(row[a] for a in AXES): row for row in summary.to_dict("records")}
     rows: list[dict[str, Any]] = []
     for (model, dataset, pruner, check, ratio), plain in cells.items():
@@ -79,16 +129,17 @@ def battery_verdicts(summary: pd.DataFrame, check_order: Sequence[str] = (),
         label = (method_labels or {}).get(pruner, pruner)
         base = {"model": model, "dataset": dataset, "method": pruner, "ratio": ratio}
         for name in checks:
-            rows.append(_row(base, "check", name, cells[(model, dataset, pruner, name, ratio)], plain, alpha,
-                             partial(check_reading, name, method=label)))
-        for reference, comparison, reading in (
-            ((model, dataset, RANDOM_TICKETS, "none", ratio), "random tickets", random_ticket_reading),
-            (_dense_cell(cells, model, dataset), "dense", dense_reading),
+            rows.append(_row(base, "check", name, cells[(model, dataset, pruner, name, ratio)], plain,
+                             ReadingRule(alpha, margin, "harm"), partial(check_reading, name, method=label)))
+        for reference, comparison, side, reading in (
+            ((model, dataset, RANDOM_TICKETS, "none", ratio), "random tickets", "advantage", random_ticket_reading),
+            (_dense_cell(cells, model, dataset), "dense", "harm", dense_reading),
         ):
             if pruner != reference[2] and reference in cells:
-                rows.append(_row(base, comparison, "none", plain, cells[reference], alpha,
+                rows.append(_row(base, comparison, "none", plain, cells[reference], ReadingRule(alpha, margin, side),
                                  partial(reading, method=label)))
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+    frame = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+    return frame.astype({"seeds_to_decide": "Int64"})  # a count, empty where decided (not 9.0 and NaN)
 
 
 def _dense_cell(cells: Mapping[tuple, Any], model: str, dataset: str) -> tuple:
@@ -97,18 +148,33 @@ def _dense_cell(cells: Mapping[tuple, Any], model: str, dataset: str) -> tuple:
     return dense[0] if dense else (model, dataset, DENSE, "none", 0.0)
 
 
+@dataclass(frozen=True)
+class ReadingRule:
+    """How a comparison is read: the test's level, the margin of no effect and the side it is about."""
+
+    alpha: float
+    margin: float
+    side: Side
+
+
 def _row(base: Mapping[str, Any], comparison: str, check: str, ours: Mapping[str, Any], ref: Mapping[str, Any],
-         alpha: float, reading) -> dict[str, Any]:
-    """`ours` against `ref`: the difference of means, its test, and the reading of the outcome."""
+         test: ReadingRule, reading) -> dict[str, Any]:
+    """`ours` against `ref`: the difference of means, its test and interval, and the reading of the outcome."""
     n, ref_n = int(ours["n"]), int(ref["n"])
     diff = welch(ref["mean"], ref["std"], ref_n, ours["mean"], ours["std"], n)
-    outcome = diff.outcome(alpha)
+    outcome = diff.outcome(test.alpha, test.margin, test.side)
+    low, high = diff.interval(test.alpha)
+    seeds = (seeds_to_decide(ref["std"], ours["std"], diff.diff, test.margin, test.side, test.alpha,
+                             max(n, ref_n) + 1) if outcome == "inconclusive" else None)
     if not (n and ref_n):
         empty = "this cell" if not n else "its reference"
         text = f"no complete runs of {empty} ({(ours if not n else ref)['status']}): nothing to compare"
+    elif outcome == "inconclusive":
+        text = reading(outcome, bound=low if test.side == "harm" else high, margin=test.margin, seeds=seeds)
     else:
         text = reading(outcome)
     return {**base, "comparison": comparison, "check": check, "mean": ours["mean"], "std": ours["std"], "n": n,
             "ref_mean": ref["mean"], "ref_std": ref["std"], "ref_n": ref_n, "diff": diff.diff, "se": diff.se,
-            "df": diff.df, "t": diff.t, "p": diff.p, "outcome": outcome,
-            "distinguishable": {"unknown": "n/a", "none": "no"}.get(outcome, "yes"), "reading": text}
+            "df": diff.df, "t": diff.t, "p": diff.p, "ci_low": low, "ci_high": high, "margin": test.margin,
+            "outcome": outcome, "distinguishable": {"unknown": "n/a", "none": "no", "inconclusive": "no"}.get(
+                outcome, "yes"), "seeds_to_decide": seeds, "reading": text}

@@ -32,6 +32,8 @@ def _table(frame: pd.DataFrame):
     for column in frame.columns:
         if frame[column].dtype == object:
             frame[column] = frame[column].map(lambda v: "" if v is None else str(v))
+        elif isinstance(frame[column].dtype, pd.Int64Dtype):  # a count with gaps: wandb takes NaN, not pd.NA
+            frame[column] = frame[column].astype("float64")
     return wandb.Table(dataframe=frame.reset_index(drop=True))
 
 
