@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from hydra_plugins.jackpot_sweeper.battery import dropped_lines, parse_baselines
 from jackpot import tables
 from jackpot.config import ConfigError, InapplicableCheck
 from jackpot.runs.results import write_results
+from jackpot.tables.follow_up import decide_overrides
 from jackpot.tables.readings import check_reading, random_ticket_reading
 from jackpot.tables.verdict_render import summary_lines
 from jackpot.tables.verdicts import seeds_to_decide, welch
@@ -154,6 +156,11 @@ CELLS = {  # (pruner, check, ratio) -> final accuracy per seed
 }
 
 
+# one method cell's verdict rows, as decide_overrides reads them (outcome and comparison added per row)
+FOLLOW_UP_CELL = {"method": "snip", "model": "resnet8", "dataset": "digits", "ratio": 0.9, "seeds": "0,1",
+                  "ref_seeds": "0,1", "seeds_to_decide": 3}
+
+
 def write_battery(root: Path, name: str = "sanity_battery") -> None:
     for (pruner, check, ratio), accs in CELLS.items():
         for seed, acc in enumerate(accs):
@@ -243,16 +250,18 @@ def test_verdicts_table_prints_and_writes_the_hand_computed_statistics(tmp_path,
 
 
 def test_no_check_hurting_is_a_verdict_only_when_none_is_left_inconclusive():
-    base = {"model": "resnet8", "dataset": "digits", "method": "snip", "ratio": 0.9, "comparison": "check",
-            "margin": 1.0, "seeds_to_decide": None}
+    base = {**FOLLOW_UP_CELL, "comparison": "check", "margin": 1.0, "seeds_to_decide": None}
     none = {**base, "check": "random_labels", "outcome": "none"}
     (line,) = summary_lines(pd.DataFrame([none, {**base, "check": "reinit", "outcome": "helps"}]), {})
     assert "none of its 2 checks hurts it by 1 point or more; 1 help it (reinit): it fails the sanity checks" in line
-    (line,) = summary_lines(pd.DataFrame([none, {**base, "check": "reinit", "outcome": "inconclusive",
-                                                 "seeds_to_decide": 14}]), {})
+    line, follow_up = summary_lines(pd.DataFrame([none, {**base, "check": "reinit", "outcome": "inconclusive",
+                                                         "seeds_to_decide": 14}]), {})
     assert line.endswith("no check hurts it so far; 1 cannot tell yet (reinit: about 14 seeds a side would decide "
                          "it): no verdict yet, since a check it cannot tell may still hurt it")
     assert "fails" not in line
+    assert follow_up.endswith("to decide it, add to the battery's launch command (complete runs are skipped): "
+                              "pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
+                              "seed=0,1,2,3,4,5,6,7,8,9,10,11,12,13 'hydra.sweeper.baselines=[]'")
 
 
 @pytest.mark.parametrize("margin", ["0", "-1", "inf", "wide"])
@@ -312,9 +321,9 @@ def test_tables_and_verdicts_are_logged_to_the_sweeps_wandb_group_offline(tmp_pa
 
 def test_a_tiny_battery_runs_end_to_end_and_its_verdicts_print(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
-    proc = train_py(["-m", "sweep=sanity_battery", *NARROW, "pruner=snip", "ratio=0.9", "seed=0,1",
-                     "sanity_check=none,layerwise_rearrange,half_dataset", "schedule.epochs=1",
-                     "trainer.limit_train_batches=2", "dataset.samples_per_class=2"], cwd=tmp_path, timeout=900)
+    battery = ["pruner=snip", "ratio=0.9", "seed=0,1", "sanity_check=none,layerwise_rearrange,half_dataset",
+               "schedule.epochs=1", "trainer.limit_train_batches=2", "dataset.samples_per_class=2"]
+    proc = train_py(["-m", "sweep=sanity_battery", *NARROW, *battery], cwd=tmp_path, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "jackpot: dropped 2 jobs (hydra.sweeper.drop_inapplicable): sanity_check=half_dataset" in out
@@ -332,6 +341,30 @@ def test_a_tiny_battery_runs_end_to_end_and_its_verdicts_print(tmp_path, capsys,
     for text in ("sanity_battery: verdicts", "layerwise rearrange vs plain", "plain vs random tickets",
                  "plain vs dense", "SNIP · ResNet8 · digits · 90%"):
         assert text in printed, text
+
+    # Two rows left inconclusive, each needing 3 seeds a side: the follow-up overrides, added to the battery's
+    # launch command, run seed 2 of exactly the cells those rows compare (not the dense network's, decided)
+    rows = [{**FOLLOW_UP_CELL, "comparison": "check", "check": "layerwise_rearrange", "outcome": "inconclusive"},
+            {**FOLLOW_UP_CELL, "comparison": "random tickets", "check": "none", "outcome": "inconclusive"},
+            {**FOLLOW_UP_CELL, "comparison": "dense", "check": "none", "outcome": "hurts", "seeds_to_decide": None}]
+    overrides = decide_overrides(pd.DataFrame(rows))
+    jobs, _ = dry_run(tmp_path, *battery, *shlex.split(overrides))
+    assert sorted((job["pruner"], job["sanity_check"], job["seed"]) for job in jobs) == [
+        ("smart_ratio", "none", "2"), ("snip", "layerwise_rearrange", "2"), ("snip", "none", "2")]
+
+
+def test_follow_up_overrides_keep_the_seeds_run_and_add_the_smallest_free_ones():
+    row = {**FOLLOW_UP_CELL, "comparison": "check", "check": "reinit", "outcome": "inconclusive",
+           "ref_seeds": "0,5", "seeds_to_decide": 4}
+    assert decide_overrides(pd.DataFrame([row])) == (
+        "pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit seed=0,1,2,5 "
+        "'hydra.sweeper.baselines=[]'")
+    dense = {**row, "comparison": "dense", "check": "none", "seeds": "0,5", "ref_seeds": "0,1,2"}
+    assert decide_overrides(pd.DataFrame([dense])).endswith(
+        "sanity_check=none seed=0,1,2,5 "
+        "'hydra.sweeper.baselines=[[\"pruner=dense\",\"sanity_check=none\",\"ratio=0.0\"]]'")
+    assert decide_overrides(pd.DataFrame([{**row, "outcome": "none"}])) is None
+    assert decide_overrides(pd.DataFrame([{**row, "seeds_to_decide": None}])) is None  # hundreds: no command
 
 
 def test_wandb_mode_comes_from_the_flag_then_wandb_mode(monkeypatch, capsys):

@@ -31,8 +31,8 @@ MAX_SEEDS = 200  # seeds a side past which `seeds_to_decide` gives up
 RANDOM_TICKETS = "smart_ratio"  # the paper's random tickets
 DENSE = "dense"
 VERDICT_COLUMNS = ["model", "dataset", "method", "ratio", "comparison", "check", "mean", "std", "n", "ref_mean",
-                   "ref_std", "ref_n", "diff", "se", "df", "t", "p", "ci_low", "ci_high", "margin", "outcome",
-                   "distinguishable", "seeds_to_decide", "reading"]
+                   "ref_std", "ref_n", "seeds", "ref_seeds", "diff", "se", "df", "t", "p", "ci_low", "ci_high",
+                   "margin", "outcome", "distinguishable", "seeds_to_decide", "reading"]
 # Which side of the difference a comparison's "no effect" reading is about: a check's (or the dense network's)
 # harm to the method, the lower bound; the method's advantage over random tickets, the upper one.
 Side = Literal["harm", "advantage"]
@@ -174,7 +174,8 @@ def _row(base: Mapping[str, Any], comparison: str, check: str, ours: Mapping[str
     else:
         text = reading(outcome)
     return {**base, "comparison": comparison, "check": check, "mean": ours["mean"], "std": ours["std"], "n": n,
-            "ref_mean": ref["mean"], "ref_std": ref["std"], "ref_n": ref_n, "diff": diff.diff, "se": diff.se,
+            "ref_mean": ref["mean"], "ref_std": ref["std"], "ref_n": ref_n, "seeds": ours.get("seeds", ""),
+            "ref_seeds": ref.get("seeds", ""), "diff": diff.diff, "se": diff.se,
             "df": diff.df, "t": diff.t, "p": diff.p, "ci_low": low, "ci_high": high, "margin": test.margin,
             "outcome": outcome, "distinguishable": {"unknown": "n/a", "none": "no", "inconclusive": "no"}.get(
                 outcome, "yes"), "seeds_to_decide": seeds, "reading": text}
