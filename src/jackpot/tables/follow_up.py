@@ -21,10 +21,10 @@ BASELINES = {
 
 def decide_overrides(group: pd.DataFrame) -> str | None:
     """The overrides that would decide one method cell's inconclusive rows (its verdict rows: one model, dataset,
-    method and ratio), or None when none is inconclusive or one would need more seeds than `seeds_to_decide`
-    tries."""
-    open_rows = group[group["outcome"] == "inconclusive"]
-    if open_rows.empty or open_rows["seeds_to_decide"].isna().any():
+    method and ratio) within MAX_SEEDS seeds a side, or None when no such row is left. Rows out of that reach
+    are left out: their seeds' spread is too wide for the margin."""
+    open_rows = group[(group["outcome"] == "inconclusive") & group["seeds_to_decide"].notna()]
+    if open_rows.empty:
         return None
     target = int(open_rows["seeds_to_decide"].max())
     first = group.iloc[0]

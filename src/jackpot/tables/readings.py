@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 Outcome = Literal["none", "hurts", "helps", "inconclusive", "unknown"]
+MAX_SEEDS = 200  # seeds a side past which a comparison counts as out of reach (jackpot.tables.verdicts)
 
 # check -> (what the check destroys, the reading when it does not hurt, the reading when it hurts)
 CHECK_READINGS: dict[str, tuple[str, str, str]] = {
@@ -60,10 +61,14 @@ TOO_FEW_SEEDS = "too few seeds to tell (at least 2 on each side)"
 def inconclusive_reading(question: str, allows: str, bound: float, margin: float, seeds: int | None) -> str:
     """`cannot tell <question>: the 95 % CI allows <allows> up to 13.0 points (margin 1); about 40 seeds a side
     would decide it at the spreads measured`: how large an effect the interval still allows, and the seeds that
-    would settle it if the measured means and spreads held (`seeds` None: past what `seeds_to_decide` tries)."""
-    more = f"about {seeds} seeds a side" if seeds is not None else "hundreds of seeds a side"
+    would settle it if the measured means and spreads held (`seeds` None: past MAX_SEEDS)."""
     return (f"cannot tell {question}: the 95 % CI allows {allows} up to {abs(bound):.1f} points (margin {margin:g}); "
-            f"{more} would decide it at the spreads measured")
+            f"{seeds_needed(seeds)} would decide it at the spreads measured")
+
+
+def seeds_needed(seeds: int | None) -> str:
+    """`about 9 seeds a side`, or `over 200 seeds a side` for a comparison out of reach at its spreads."""
+    return f"about {seeds} seeds a side" if seeds is not None else f"over {MAX_SEEDS} seeds a side"
 
 
 # outcome -> reading of the method against random tickets (smart ratio) at the same ratio, and against dense

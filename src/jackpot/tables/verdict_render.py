@@ -12,6 +12,7 @@ import pandas as pd
 
 from jackpot.tables.follow_up import decide_overrides
 from jackpot.tables.labels import CHECK_LABELS, DATASET_LABELS, MODEL_LABELS, PRUNER_LABELS
+from jackpot.tables.readings import MAX_SEEDS, seeds_needed
 from jackpot.tables.verdicts import ALPHA, MARGIN
 
 
@@ -76,10 +77,10 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> lis
         helps = f"; {len(helped)} help it ({', '.join(helped)})" if helped else ""
         undecided = ""
         if open_:
-            seeds = checks[checks["outcome"] == "inconclusive"]["seeds_to_decide"]
-            need = (f"about {int(seeds.max())} seeds a side would decide {'them' if len(open_) > 1 else 'it'}"
-                    if seeds.notna().all() else "hundreds of seeds a side would be needed")
-            undecided = f"; {len(open_)} cannot tell yet ({', '.join(open_)}: {need})"
+            seeds = checks.loc[checks["outcome"] == "inconclusive", "seeds_to_decide"]
+            needs = [f"{name}: {seeds_needed(None if pd.isna(n) else int(n))}" for name, n in zip(open_, seeds,
+                                                                                                 strict=True)]
+            undecided = f"; {len(open_)} cannot tell yet ({', '.join(needs)})"
         rec = group.iloc[0].to_dict()
         if decided.empty and not open_:
             verdict = "no check decided yet (at least 2 seeds on each side)"
@@ -96,8 +97,8 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> lis
                        f"initial tickets do")
         lines.append(f"{ticket_label(rec)}: {verdict}")
         if (overrides := decide_overrides(group)) is not None:
-            lines.append(f"{ticket_label(rec)}: to decide it, add to the battery's launch command (complete runs "
-                         f"are skipped): {overrides}")
+            lines.append(f"{ticket_label(rec)}: to decide what {MAX_SEEDS} seeds a side can, add to the battery's "
+                         f"launch command (complete runs are skipped): {overrides}")
     for method, checks in unrun.items():
         names = ", ".join(CHECK_LABELS.get(c, c) for c in checks)
         lines.append(f"{PRUNER_LABELS.get(method, method)}: no runs of {names} (dropped as inapplicable to it "

@@ -23,11 +23,10 @@ from typing import Any, Literal
 import pandas as pd
 
 from jackpot.tables.cells import AXES
-from jackpot.tables.readings import Outcome, check_reading, dense_reading, random_ticket_reading
+from jackpot.tables.readings import MAX_SEEDS, Outcome, check_reading, dense_reading, random_ticket_reading
 
 ALPHA = 0.05
 MARGIN = 1.0  # accuracy points: the smallest difference a verdict treats as an effect (jackpot-tables --margin)
-MAX_SEEDS = 200  # seeds a side past which `seeds_to_decide` gives up
 RANDOM_TICKETS = "smart_ratio"  # the paper's random tickets
 DENSE = "dense"
 VERDICT_COLUMNS = ["model", "dataset", "method", "ratio", "comparison", "check", "mean", "std", "n", "ref_mean",
