@@ -21,7 +21,7 @@ from hydra_plugins.jackpot_sweeper.battery import dropped_lines, parse_baselines
 from jackpot import tables
 from jackpot.config import ConfigError, InapplicableCheck
 from jackpot.runs.results import write_results
-from jackpot.tables.follow_up import decide_overrides
+from jackpot.tables.follow_up import follow_ups
 from jackpot.tables.readings import check_reading, random_ticket_reading
 from jackpot.tables.verdict_render import summary_lines
 from jackpot.tables.verdicts import seeds_to_decide, welch
@@ -156,7 +156,7 @@ CELLS = {  # (pruner, check, ratio) -> final accuracy per seed
 }
 
 
-# one method cell's verdict rows, as decide_overrides reads them (outcome and comparison added per row)
+# one method cell's verdict rows, as follow_ups reads them (outcome and comparison added per row)
 FOLLOW_UP_CELL = {"method": "snip", "model": "resnet8", "dataset": "digits", "ratio": 0.9, "seeds": "0,1",
                   "ref_seeds": "0,1", "seeds_to_decide": 3}
 
@@ -259,10 +259,9 @@ def test_no_check_hurting_is_a_verdict_only_when_none_is_left_inconclusive():
     assert line.endswith("no check hurts it so far; 1 cannot tell yet (reinit: about 14 seeds a side): no verdict "
                          "yet, since a check it cannot tell may still hurt it")
     assert "fails" not in line
-    assert follow_up.endswith("to decide what 200 seeds a side can, add to the battery's launch command (complete "
-                              "runs are skipped): "
-                              "pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
-                              "seed=0,1,2,3,4,5,6,7,8,9,10,11,12,13 'hydra.sweeper.baselines=[]'")
+    assert follow_up.endswith("to decide reinit (14 seeds a side, 24 new runs), add to the battery's launch "
+                              "command: pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
+                              "'seed=range(0,14)' 'hydra.sweeper.baselines=[]'")
 
 
 @pytest.mark.parametrize("margin", ["0", "-1", "inf", "wide"])
@@ -348,27 +347,40 @@ def test_a_tiny_battery_runs_end_to_end_and_its_verdicts_print(tmp_path, capsys,
     rows = [{**FOLLOW_UP_CELL, "comparison": "check", "check": "layerwise_rearrange", "outcome": "inconclusive"},
             {**FOLLOW_UP_CELL, "comparison": "random tickets", "check": "none", "outcome": "inconclusive"},
             {**FOLLOW_UP_CELL, "comparison": "dense", "check": "none", "outcome": "hurts", "seeds_to_decide": None}]
-    overrides = decide_overrides(pd.DataFrame(rows))
-    jobs, _ = dry_run(tmp_path, *battery, *shlex.split(overrides))
+    (step,) = follow_ups(pd.DataFrame(rows))
+    assert step.seeds == 3 and step.new_runs == 3
+    jobs, _ = dry_run(tmp_path, *battery, *shlex.split(step.overrides))
     assert sorted((job["pruner"], job["sanity_check"], job["seed"]) for job in jobs) == [
         ("smart_ratio", "none", "2"), ("snip", "layerwise_rearrange", "2"), ("snip", "none", "2")]
 
 
-def test_follow_up_overrides_keep_the_seeds_run_and_add_the_smallest_free_ones():
+def test_follow_ups_keep_the_seeds_run_add_the_smallest_free_ones_and_split_by_seed_count():
     row = {**FOLLOW_UP_CELL, "comparison": "check", "check": "reinit", "outcome": "inconclusive",
-           "ref_seeds": "0,5", "seeds_to_decide": 4}
-    assert decide_overrides(pd.DataFrame([row])) == (
-        "pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit seed=0,1,2,5 "
-        "'hydra.sweeper.baselines=[]'")
+           "seeds": "0,1", "ref_seeds": "0,5", "seeds_to_decide": 4}
+    (step,) = follow_ups(pd.DataFrame([row]))
+    assert step.overrides == ("pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
+                              "seed=0,1,2,5 'hydra.sweeper.baselines=[]'")
+    assert (step.rows, step.seeds, step.new_runs) == (["reinit"], 4, 2 + 2)  # plain lacks 1, 2; reinit 2, 5
     dense = {**row, "comparison": "dense", "check": "none", "seeds": "0,5", "ref_seeds": "0,1,2"}
-    assert decide_overrides(pd.DataFrame([dense])).endswith(
-        "sanity_check=none seed=0,1,2,5 "
-        "'hydra.sweeper.baselines=[[\"pruner=dense\",\"sanity_check=none\",\"ratio=0.0\"]]'")
-    assert decide_overrides(pd.DataFrame([{**row, "outcome": "none"}])) is None
-    assert decide_overrides(pd.DataFrame([{**row, "seeds_to_decide": None}])) is None  # out of reach: no command
+    (step,) = follow_ups(pd.DataFrame([dense]))
+    assert step.overrides.endswith("sanity_check=none seed=0,1,2,5 "
+                                   "'hydra.sweeper.baselines=[[\"pruner=dense\",\"sanity_check=none\",\"ratio=0.0\"]]'")
+    assert step.rows == ["plain vs dense"] and step.new_runs == 2 + 1
+    assert follow_ups(pd.DataFrame([{**row, "outcome": "none"}])) == []
+    assert follow_ups(pd.DataFrame([{**row, "seeds_to_decide": None}])) == []  # out of reach: no command
     # a row out of reach (its spread too wide for the margin) is left out; the one within reach is run
     wide = {**row, "check": "random_labels", "seeds_to_decide": None}
-    assert "sanity_check=none,reinit seed=0,1,2,5 " in decide_overrides(pd.DataFrame([wide, row]))
+    assert [s.rows for s in follow_ups(pd.DataFrame([wide, row]))] == [["reinit"]]
+    # rows needing different seed counts get their own overrides, fewest seeds first; the plain runs the first
+    # adds are not counted again
+    plain = {**FOLLOW_UP_CELL, "comparison": "check", "outcome": "inconclusive", "seeds": "0,1,2",
+             "ref_seeds": "0,1,2"}
+    steps = follow_ups(pd.DataFrame([{**plain, "check": "random_labels", "seeds_to_decide": 9},
+                                     {**plain, "check": "reinit", "seeds_to_decide": 5},
+                                     {**plain, "check": "layerwise_shuffle", "seeds_to_decide": 5}]))
+    assert [(s.rows, s.seeds, s.new_runs) for s in steps] == [
+        (["reinit", "shuffled weights"], 5, 2 + 2 + 2), (["random labels"], 9, 4 + 6)]
+    assert "sanity_check=none,random_labels 'seed=range(0,9)'" in steps[1].overrides
 
 
 def test_wandb_mode_comes_from_the_flag_then_wandb_mode(monkeypatch, capsys):

@@ -2,15 +2,20 @@
 inconclusive rows need, and nothing else.
 
 A battery is read in two steps, as a lab with a budget reads one: three seeds first, then more seeds only where
-a row could not be decided. Added to the battery's own launch command, these overrides narrow it to the method's
-cell (model, dataset, ratio), its plain runs and the checks left inconclusive, the baselines only when their row is
-inconclusive (`hydra.sweeper.baselines`), and the seeds up to the count `seeds_to_decide` gives; the sweeper skips
-every run already complete, so only the new seeds train.
+a row could not be decided. Added to the battery's own launch command, each set of overrides narrows it to the
+method's cell (model, dataset, ratio), its plain runs and the inconclusive rows that need the same number of seeds
+(their checks, and a baseline only when its own row is inconclusive: `hydra.sweeper.baselines`), with the seeds up
+to that number; the sweeper skips every run already complete, so only the new seeds train. Rows needing fewer
+seeds get their own, cheaper set, so that one slow row does not multiply the others' runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
+
+from jackpot.tables.labels import CHECK_LABELS
 
 # comparison -> the baseline overrides that run its reference (as in multirun_sweeps/sanity_battery.yaml)
 BASELINES = {
@@ -19,26 +24,49 @@ BASELINES = {
 }
 
 
-def decide_overrides(group: pd.DataFrame) -> str | None:
-    """The overrides that would decide one method cell's inconclusive rows (its verdict rows: one model, dataset,
-    method and ratio) within MAX_SEEDS seeds a side, or None when no such row is left. Rows out of that reach
-    are left out: their seeds' spread is too wide for the margin."""
+@dataclass(frozen=True)
+class FollowUp:
+    """One set of overrides: the rows it would decide, the seeds a side it runs to, and its new runs."""
+
+    rows: list[str]
+    seeds: int
+    new_runs: int
+    overrides: str
+
+
+def follow_ups(group: pd.DataFrame) -> list[FollowUp]:
+    """For one method cell's verdict rows (one model, dataset, method and ratio), a set of overrides per seed
+    count its inconclusive rows need, fewest first; rows past MAX_SEEDS (`seeds_to_decide` empty) are left out:
+    their seeds' spread is too wide for the margin."""
     open_rows = group[(group["outcome"] == "inconclusive") & group["seeds_to_decide"].notna()]
     if open_rows.empty:
-        return None
-    target = int(open_rows["seeds_to_decide"].max())
+        return []
     first = group.iloc[0]
-    plain = first["ref_seeds"] if first["comparison"] == "check" else first["seeds"]
-    seeds = _seeds_up_to(sorted(int(s) for s in str(plain).split(",") if s), target)
-    checks = ["none", *open_rows.loc[open_rows["comparison"] == "check", "check"]]
-    baselines = [BASELINES[c] for c in open_rows["comparison"] if c in BASELINES]
-    listed = ",".join("[" + ",".join(f'"{o}"' for o in overrides) + "]" for overrides in baselines)
-    return (f"pruner={first['method']} model={first['model']} dataset={first['dataset']} ratio={first['ratio']:g} "
-            f"sanity_check={','.join(checks)} seed={','.join(map(str, seeds))} "
-            f"'hydra.sweeper.baselines=[{listed}]'")
+    plain = _seed_set(first["ref_seeds"] if first["comparison"] == "check" else first["seeds"])
+    out = []
+    for target, rows in open_rows.groupby("seeds_to_decide", sort=True):
+        seeds = _seeds_up_to(plain, int(target))
+        checks = list(rows.loc[rows["comparison"] == "check", "check"])
+        # each compared cell's seeds: a check's own (`seeds`), a baseline's (`ref_seeds`); the plain cell's too
+        others = [_seed_set(r["seeds"] if r["comparison"] == "check" else r["ref_seeds"]) for _, r in rows.iterrows()]
+        new_runs = sum(len(set(seeds) - have) for have in [plain, *others])
+        baselines = [BASELINES[c] for c in rows["comparison"] if c in BASELINES]
+        listed = ",".join("[" + ",".join(f'"{o}"' for o in overrides) + "]" for overrides in baselines)
+        overrides = (f"pruner={first['method']} model={first['model']} dataset={first['dataset']} "
+                     f"ratio={first['ratio']:g} sanity_check={','.join(['none', *checks])} {_seed_override(seeds)} "
+                     f"'hydra.sweeper.baselines=[{listed}]'")
+        names = [CHECK_LABELS.get(r["check"], r["check"]) if r["comparison"] == "check" else
+                 f"plain vs {r['comparison']}" for _, r in rows.iterrows()]
+        out.append(FollowUp(names, int(target), new_runs, overrides))
+        plain = plain | set(seeds)
+    return out
 
 
-def _seeds_up_to(have: list[int], target: int) -> list[int]:
+def _seed_set(text: object) -> set[int]:
+    return {int(s) for s in str(text).split(",") if s.strip()}
+
+
+def _seeds_up_to(have: set[int], target: int) -> list[int]:
     """`have` and the smallest seeds not in it, `target` in all (the plain cell's seeds kept, so that the checks
     and baselines run the same seeds as the runs they are compared with)."""
     seeds, candidate = set(have), 0
@@ -46,3 +74,10 @@ def _seeds_up_to(have: list[int], target: int) -> list[int]:
         seeds.add(candidate)
         candidate += 1
     return sorted(seeds)
+
+
+def _seed_override(seeds: list[int]) -> str:
+    """`'seed=range(0,9)'` for seeds 0..8, else the list."""
+    if seeds == list(range(len(seeds))):
+        return f"'seed=range(0,{len(seeds)})'"
+    return f"seed={','.join(map(str, seeds))}"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from jackpot.tables.follow_up import decide_overrides
+from jackpot.tables.follow_up import follow_ups
 from jackpot.tables.labels import CHECK_LABELS, DATASET_LABELS, MODEL_LABELS, PRUNER_LABELS
-from jackpot.tables.readings import MAX_SEEDS, seeds_needed
+from jackpot.tables.readings import seeds_needed
 from jackpot.tables.verdicts import ALPHA, MARGIN
 
 
@@ -96,9 +96,9 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> lis
                        f"{'s' * (rec['margin'] != 1)} or more{helps}: it fails the sanity checks, as the paper's "
                        f"initial tickets do")
         lines.append(f"{ticket_label(rec)}: {verdict}")
-        if (overrides := decide_overrides(group)) is not None:
-            lines.append(f"{ticket_label(rec)}: to decide what {MAX_SEEDS} seeds a side can, add to the battery's "
-                         f"launch command (complete runs are skipped): {overrides}")
+        for step in follow_ups(group):
+            lines.append(f"{ticket_label(rec)}: to decide {', '.join(step.rows)} ({step.seeds} seeds a side, "
+                         f"{step.new_runs} new runs), add to the battery's launch command: {step.overrides}")
     for method, checks in unrun.items():
         names = ", ".join(CHECK_LABELS.get(c, c) for c in checks)
         lines.append(f"{PRUNER_LABELS.get(method, method)}: no runs of {names} (dropped as inapplicable to it "
