@@ -262,6 +262,12 @@ def test_no_check_hurting_is_a_verdict_only_when_none_is_left_inconclusive():
     assert follow_up.endswith("to decide reinit (14 seeds a side, 24 new runs), add to the battery's launch "
                               "command: pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
                               "'seed=range(0,14)' 'hydra.sweeper.baselines=[]'")
+    # priced at the battery's own device time per run when its runs recorded one: 24 runs of 30 s, of 150 s
+    rows = pd.DataFrame([none, {**base, "check": "reinit", "outcome": "inconclusive", "seeds_to_decide": 14}])
+    assert "(14 seeds a side, 24 new runs, about 12 device-minutes at this battery's runs so far)" in (
+        summary_lines(rows, {}, seconds_per_run=30.0)[1])
+    assert "24 new runs, about 1.00 device-hours at this battery's runs so far" in (
+        summary_lines(rows, {}, seconds_per_run=150.0)[1])
 
 
 @pytest.mark.parametrize("margin", ["0", "-1", "inf", "wide"])

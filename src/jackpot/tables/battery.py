@@ -78,16 +78,19 @@ def unrun_checks(spec: SweepSpec, summary: pd.DataFrame) -> dict[str, list[str]]
 
 
 def report_battery(spec: SweepSpec, summary: pd.DataFrame, out: Path | None, formats: Sequence[str],
-                   figures: bool, console: Any = None, margin: float = MARGIN) -> pd.DataFrame:
+                   figures: bool, console: Any = None, margin: float = MARGIN,
+                   seconds_per_run: float | None = None) -> pd.DataFrame:
     """The battery's verdicts printed (rich) and written (md, csv, png) next to its accuracy table; `margin`:
-    the accuracy points below which a difference reads as no effect."""
+    the accuracy points below which a difference reads as no effect; `seconds_per_run`: the battery's device
+    time per run so far, to price the runs its inconclusive rows need."""
     verdicts = battery_verdicts(summary, spec.axis_order("sanity_check"), PRUNER_LABELS, margin=margin)
     unrun = unrun_checks(spec, summary)
     if "rich" in formats:
-        render_verdicts_rich(verdicts, spec.name, unrun, console)
+        render_verdicts_rich(verdicts, spec.name, unrun, console, seconds_per_run)
     if out is not None:
         if "md" in formats:
-            (out / f"{spec.name}_verdicts.md").write_text(verdicts_markdown(verdicts, spec.name, unrun))
+            text = verdicts_markdown(verdicts, spec.name, unrun, seconds_per_run)
+            (out / f"{spec.name}_verdicts.md").write_text(text)
         if "csv" in formats:
             verdicts.to_csv(out / f"{spec.name}_verdicts.csv", index=False, float_format="%.4f")
         if figures:

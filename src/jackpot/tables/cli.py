@@ -68,7 +68,9 @@ def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Se
         if "rich" in formats:
             render_rich(layout, name, console)
         if battery:
-            frame = report_battery(spec, summary, out, formats, figures, console, margin)
+            cost = sweep_cost(loaded.runs[loaded.runs["name"] == name])
+            per_run = cost.hours * 3600 / cost.runs if cost is not None else None
+            frame = report_battery(spec, summary, out, formats, figures, console, margin, per_run)
             if verdicts is not None:
                 verdicts[name] = frame
         if out is None:

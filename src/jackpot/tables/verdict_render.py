@@ -62,13 +62,24 @@ def texts(rec: Mapping[str, Any]) -> dict[str, str]:
             "reading": rec["reading"]}
 
 
+def _duration(seconds: float) -> str:
+    """`0.25 device-hours at this battery's runs so far`, or minutes below a quarter hour."""
+    if seconds >= 900:
+        return f"{seconds / 3600:.2f} device-hours at this battery's runs so far"
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} device-minute{'s' * (minutes != 1)} at this battery's runs so far"
+
+
 def _named(checks: pd.DataFrame, outcome: str) -> list[str]:
     """The labels of the checks with this outcome."""
     return [CHECK_LABELS.get(c, c) for c in checks[checks["outcome"] == outcome]["check"]]
 
 
-def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> list[str]:
-    """One line per method cell: how many of its checks hurt it, and the checks it has no runs of."""
+def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]],
+                  seconds_per_run: float | None = None) -> list[str]:
+    """One line per method cell: how many of its checks hurt it, the overrides that would decide its
+    inconclusive rows (priced at `seconds_per_run`, the battery's own device time per run, when known), and the
+    checks it has no runs of."""
     lines = []
     for _, group in verdicts.groupby(["model", "dataset", "method", "ratio"], sort=False):
         checks = group[group["comparison"] == "check"]
@@ -97,8 +108,9 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> lis
                        f"initial tickets do")
         lines.append(f"{ticket_label(rec)}: {verdict}")
         for step in follow_ups(group):
+            price = "" if seconds_per_run is None else f", about {_duration(step.new_runs * seconds_per_run)}"
             lines.append(f"{ticket_label(rec)}: to decide {', '.join(step.rows)} ({step.seeds} seeds a side, "
-                         f"{step.new_runs} new runs), add to the battery's launch command: {step.overrides}")
+                         f"{step.new_runs} new runs{price}), add to the battery's launch command: {step.overrides}")
     for method, checks in unrun.items():
         names = ", ".join(CHECK_LABELS.get(c, c) for c in checks)
         lines.append(f"{PRUNER_LABELS.get(method, method)}: no runs of {names} (dropped as inapplicable to it "
@@ -107,7 +119,7 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]]) -> lis
 
 
 def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]],
-                         console: Any = None) -> None:
+                         console: Any = None, seconds_per_run: float | None = None) -> None:
     """The verdicts in the terminal: one row per comparison, grouped by the method's cell."""
     from rich.console import Console
     from rich.table import Table
@@ -125,17 +137,18 @@ def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping
         row["distinguishable"] = f"[{color}]{row['distinguishable']}[/{color}]" if color else row["distinguishable"]
         table.add_row(*row.values())
     console.print(table)
-    for line in summary_lines(verdicts, unrun):
+    for line in summary_lines(verdicts, unrun, seconds_per_run):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def verdicts_markdown(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]]) -> str:
+def verdicts_markdown(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]],
+                      seconds_per_run: float | None = None) -> str:
     rows = [texts(rec) for rec in verdicts.to_dict("records")]
     head = list(rows[0]) if rows else []
     lines = [f"### {table_name}: verdicts", "", how(_margin(verdicts)) + ".", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
-    lines += ["", *(f"- {line}" for line in summary_lines(verdicts, unrun))]
+    lines += ["", *(f"- {line}" for line in summary_lines(verdicts, unrun, seconds_per_run))]
     return "\n".join(lines) + "\n"
 
 
