@@ -23,6 +23,7 @@ from jackpot.config import ConfigError, InapplicableCheck
 from jackpot.runs.results import write_results
 from jackpot.tables.follow_up import follow_ups
 from jackpot.tables.readings import check_reading, random_ticket_reading
+from jackpot.tables.verdict_overview import overview
 from jackpot.tables.verdict_render import summary_lines
 from jackpot.tables.verdicts import seeds_to_decide, welch
 
@@ -161,8 +162,11 @@ FOLLOW_UP_CELL = {"method": "snip", "model": "resnet8", "dataset": "digits", "ra
                   "ref_seeds": "0,1", "seeds_to_decide": 3}
 
 
-def write_battery(root: Path, name: str = "sanity_battery") -> None:
+def write_battery(root: Path, name: str = "sanity_battery", at_ratio: float | None = None, shift: float = 0.0) -> None:
+    """CELLS' results; `at_ratio`: moved to that ratio, every pruned run `shift` points off (dense unchanged)."""
     for (pruner, check, ratio), accs in CELLS.items():
+        if at_ratio is not None and pruner != "dense":
+            ratio, accs = at_ratio, [acc + shift for acc in accs]
         for seed, acc in enumerate(accs):
             cell = {"model": "resnet8", "dataset": "digits", "pruner": pruner, "sanity_check": check,
                     "ratio": ratio, "seed": seed}
@@ -274,6 +278,29 @@ def test_no_check_hurting_is_a_verdict_only_when_none_is_left_inconclusive():
 def test_a_margin_that_is_not_positive_points_is_refused(margin, capsys, tmp_path):
     assert tables.main([str(tmp_path), "--margin", margin]) == 2
     assert f"--margin={margin} is not allowed; give accuracy points above 0" in capsys.readouterr().out
+
+
+def test_a_battery_of_several_cells_gets_an_overview_of_every_comparison(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    write_battery(tmp_path / "outputs")
+    # the same battery at 98 %, its method 5 points lower everywhere: plain vs dense moves, no check does
+    write_battery(tmp_path / "outputs", at_ratio=0.98, shift=-5.0)
+    out = tmp_path / "tables"
+    assert tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),
+                        "--out", str(out), "--format", "rich,md"]) == 0
+    printed = capsys.readouterr().out
+    assert "sanity_battery: verdicts at a glance" in printed
+    text = (out / "sanity_battery_verdicts.md").read_text()
+    glance = text[text.index("verdicts at a glance"):]
+    assert "| comparison | SNIP · ResNet8 · digits · 90% | SNIP · ResNet8 · digits · 98% |" in glance
+    for row in ("| random labels vs plain | +1.0 ? | +1.0 ? |", "| layerwise rearrange vs plain | -11.0 ↓ | -11.0 ↓ |",
+                "| reinit vs plain | -1.0 · | -1.0 · |", "| plain vs random tickets | -1.0 ? | -1.0 ? |",
+                "| plain vs dense | -14.0 ↓ | -19.0 ↓ |"):
+        assert row in glance, row
+    # the overview comes before the closing lines; a battery of one cell has none (its table is the overview)
+    assert glance.index("| plain vs dense") < glance.index("- SNIP · ResNet8 · digits · 90%: 1 of 2 checks")
+    rows = [{**FOLLOW_UP_CELL, "comparison": "check", "check": "reinit", "outcome": "none", "diff": 0.5}]
+    assert overview(pd.DataFrame(rows)) is None
 
 
 def test_readings_say_what_the_paper_reads_into_each_outcome():

@@ -19,6 +19,7 @@ import pandas as pd
 from jackpot.tables.cells import AXES, Cell, cell_key
 from jackpot.tables.labels import PRUNER_LABELS
 from jackpot.tables.specs import SweepSpec
+from jackpot.tables.verdict_overview import overview_markdown, render_overview_rich
 from jackpot.tables.verdict_render import plot_verdicts, render_verdicts_rich, verdicts_markdown
 from jackpot.tables.verdicts import DENSE, MARGIN, RANDOM_TICKETS, battery_verdicts
 
@@ -86,10 +87,12 @@ def report_battery(spec: SweepSpec, summary: pd.DataFrame, out: Path | None, for
     verdicts = battery_verdicts(summary, spec.axis_order("sanity_check"), PRUNER_LABELS, margin=margin)
     unrun = unrun_checks(spec, summary)
     if "rich" in formats:
-        render_verdicts_rich(verdicts, spec.name, unrun, console, seconds_per_run)
+        render_verdicts_rich(verdicts, spec.name, unrun, console, seconds_per_run,
+                             lambda shown: render_overview_rich(verdicts, spec.name, shown))
     if out is not None:
         if "md" in formats:
-            text = verdicts_markdown(verdicts, spec.name, unrun, seconds_per_run)
+            glance = overview_markdown(verdicts, spec.name)
+            text = verdicts_markdown(verdicts, spec.name, unrun, seconds_per_run, glance)
             (out / f"{spec.name}_verdicts.md").write_text(text)
         if "csv" in formats:
             verdicts.to_csv(out / f"{spec.name}_verdicts.csv", index=False, float_format="%.4f")

@@ -4,7 +4,7 @@ check's effect with its standard error."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,10 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]],
 
 
 def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]],
-                         console: Any = None, seconds_per_run: float | None = None) -> None:
-    """The verdicts in the terminal: one row per comparison, grouped by the method's cell."""
+                         console: Any = None, seconds_per_run: float | None = None,
+                         before_summary: Callable[[Any], None] | None = None) -> None:
+    """The verdicts in the terminal: one row per comparison, grouped by the method's cell, then (after
+    `before_summary(console)`, the overview) one line per cell."""
     from rich.console import Console
     from rich.table import Table
 
@@ -137,18 +139,21 @@ def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping
         row["distinguishable"] = f"[{color}]{row['distinguishable']}[/{color}]" if color else row["distinguishable"]
         table.add_row(*row.values())
     console.print(table)
+    if before_summary is not None:
+        before_summary(console)
     for line in summary_lines(verdicts, unrun, seconds_per_run):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def verdicts_markdown(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[str, list[str]],
-                      seconds_per_run: float | None = None) -> str:
+                      seconds_per_run: float | None = None, before_summary: str = "") -> str:
     rows = [texts(rec) for rec in verdicts.to_dict("records")]
     head = list(rows[0]) if rows else []
     lines = [f"### {table_name}: verdicts", "", how(_margin(verdicts)) + ".", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
-    lines += ["", *(f"- {line}" for line in summary_lines(verdicts, unrun, seconds_per_run))]
+    lines += ["", *([before_summary] if before_summary else []),
+              *(f"- {line}" for line in summary_lines(verdicts, unrun, seconds_per_run))]
     return "\n".join(lines) + "\n"
 
 
