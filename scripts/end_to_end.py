@@ -10,7 +10,6 @@ process per figure (results.json's `runtime.epochs_timed` holds each epoch's wal
                     training, evaluation and the rest (checkpoint, progress file, logs) from `epochs_timed.split_s`
   set-up in a run = wall_time_s - E * per-epoch time: before the first epoch (`ticket_s` of it making the
                     ticket), the first epoch's time over the others', and after the last epoch
-  set-up in a run = wall_time_s - E * per-epoch time
   process start   = the process's wall time - wall_time_s                (imports, CUDA, teardown), split by
                     results.json's started_at / finished_at into before the run and after it, and the part
                     before by `runtime.process`'s marks: to main, validating, importing, to the run

@@ -71,9 +71,12 @@ def assert_baselines(jobs: list[dict], ratios: list[str], seeds: list[str]) -> N
 
 
 def test_an_init_method_keeps_its_checks_drops_the_half_dataset_and_gets_the_baselines(tmp_path):
-    jobs, dropped = dry_run(tmp_path, "pruner=snip", "ratio=0.9,0.95", "seed=0,1")
+    # an option of the method on the command line: its jobs get it, the baselines' do not (smart_ratio has no
+    # such option, so it would refuse the battery)
+    jobs, dropped = dry_run(tmp_path, "pruner=snip", "pruner.options.offload=disk", "ratio=0.9,0.95", "seed=0,1")
     assert checks_of(jobs, "snip") == ALL_CHECKS - {"half_dataset"}
     assert len([j for j in jobs if j["pruner"] == "snip"]) == 6 * 2 * 2
+    assert all(j.get("pruner.options.offload") == ("disk" if j["pruner"] == "snip" else None) for j in jobs)
     assert_baselines(jobs, ["0.9", "0.95"], ["0", "1"])
     (line,) = dropped  # one line per reason, naming the check, the method and how many jobs
     assert line.startswith("jackpot: dropped 4 jobs (hydra.sweeper.drop_inapplicable): sanity_check=half_dataset")
@@ -125,6 +128,12 @@ def test_baselines_replace_keys_and_never_repeat_a_job():
                                  ["pruner=dense", "sanity_check=none", "ratio=0.0"]])
     jobs = with_baselines(grid, baselines)
     assert jobs == [*grid, ["pruner=dense", "sanity_check=none", "ratio=0.0", "seed=0"]]
+    # the method's own overrides stay with the method: none reaches random tickets or the dense network
+    grid = [["model=resnet8", "pruner=snip", "pruner.options.offload=disk", "+pruner.options.extra=1",
+             "~pruner.rounds", "sanity_check=random_labels", "sanity_check.seed=3", "ratio=0.9", "seed=0"]]
+    assert with_baselines(grid, baselines)[1:] == [
+        ["model=resnet8", "pruner=smart_ratio", "sanity_check=none", "ratio=0.9", "seed=0"],
+        ["model=resnet8", "pruner=dense", "sanity_check=none", "ratio=0.0", "seed=0"]]
     with pytest.raises(ConfigError, match=r"hydra.sweeper.baselines='pruner=dense' is not allowed; give a list"):
         parse_baselines("pruner=dense")
     with pytest.raises(ConfigError, match=r"seed=0,1 sweeps; a baseline sets one value per key"):

@@ -48,22 +48,37 @@ def parse_baselines(baselines) -> list[dict[str, str]]:
 def with_baselines(jobs: Sequence[Job], baselines: Sequence[Mapping[str, str]]) -> list[list[str]]:
     """The grid's jobs, then for each baseline every grid job with the baseline's keys replaced, each distinct
     job once: a baseline job equal to a grid job (`pruner=smart_ratio`'s own battery) or to an earlier baseline
-    job (the dense network at every ratio) is not added again."""
-    def as_dict(job: Job) -> dict[str, str]:
-        return dict(item.split("=", 1) for item in job)
+    job (the dense network at every ratio) is not added again.
 
-    def key(values: Mapping[str, str]) -> frozenset[tuple[str, str]]:
-        return frozenset(values.items())
-
+    A job's overrides inside a group the baseline replaces go with it: `pruner.options.power=2` (or
+    `+pruner.options.power=2`, `~pruner.options.offload`) set the method's options, not the random tickets'."""
     out = [list(job) for job in jobs]
-    seen = {key(as_dict(job)) for job in jobs}
+    seen = {frozenset(job) for job in jobs}
     for baseline in baselines:
         for job in jobs:
-            values = {**as_dict(job), **baseline}
-            if key(values) not in seen:
-                seen.add(key(values))
-                out.append([f"{k}={v}" for k, v in values.items()])
+            items = _replaced(job, baseline)
+            if frozenset(items) not in seen:
+                seen.add(frozenset(items))
+                out.append(items)
     return out
+
+
+def _replaced(job: Job, baseline: Mapping[str, str]) -> list[str]:
+    """`job` with the baseline's values in place of its own, its overrides inside a replaced group dropped, and
+    the baseline's other keys appended."""
+    items = []
+    for item in job:
+        key = item.split("=", 1)[0]
+        bare = key.lstrip("+~")
+        if any(bare.startswith(f"{group}.") for group in baseline):
+            continue  # inside a group the baseline replaces
+        if bare in baseline:
+            if key == bare:
+                items.append(f"{key}={baseline[key]}")
+            continue  # `+key=` / `~key`: replaced below by the baseline's plain value
+        items.append(item)
+    present = {item.split("=", 1)[0] for item in items}
+    return items + [f"{key}={value}" for key, value in baseline.items() if key not in present]
 
 
 def dropped_lines(dropped: Mapping[tuple[str, ...], str]) -> list[str]:
