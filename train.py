@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from jackpot.errors import USER_ERRORS, exit_with_user_error
 from jackpot.machine.process_clock import mark
 from jackpot.machine.process_exit import exit_without_teardown
+from jackpot.resolvers import method_name  # noqa: F401  (registers the config's resolvers before Hydra uses them)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

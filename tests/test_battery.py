@@ -102,6 +102,20 @@ def test_a_data_free_method_of_ones_own_drops_the_data_checks(tmp_path):
     assert len(dropped) == 3 and reasons.count("uses no data") == 2 and "half_dataset" in reasons
 
 
+def test_a_battery_of_ones_own_method_by_import_path_needs_no_config_file(tmp_path):
+    """`pruner=custom pruner.method=... +pruner.options.power=2`: the method's jobs carry both, its baselines
+    neither (they are random tickets and the dense network, whatever the method's overrides say)."""
+    examples = REPO / "examples"
+    jobs, _ = dry_run(tmp_path, "pruner=custom", "pruner.method=mylab.pruning.gradient_magnitude",
+                      "+pruner.options.power=2", "ratio=0.9", "seed=0", env={"PYTHONPATH": str(examples)})
+    own = [j for j in jobs if j["pruner"] == "custom"]
+    assert {j["sanity_check"] for j in own} == ALL_CHECKS - {"half_dataset"}
+    assert all(j["pruner.method"] == "mylab.pruning.gradient_magnitude" and j["+pruner.options.power"] == "2"
+               for j in own)
+    assert all("pruner.method" not in j and "+pruner.options.power" not in j for j in jobs if j not in own)
+    assert_baselines(jobs, ["0.9"], ["0"])
+
+
 def test_random_tickets_own_battery_runs_its_plain_cell_once(tmp_path):
     """pruner=smart_ratio: its plain job is also the random-tickets baseline (one job, one output dir), and
     the checks its random positions make meaningless are dropped."""
@@ -273,7 +287,7 @@ def test_no_check_hurting_is_a_verdict_only_when_none_is_left_inconclusive():
                          "yet, since a check it cannot tell may still hurt it")
     assert "fails" not in line
     assert follow_up.endswith("to decide reinit (14 seeds a side, 24 new runs), add to the battery's launch "
-                              "command: pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
+                              "command: model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
                               "'seed=range(0,14)' 'hydra.sweeper.baselines=[]'")
     # priced at the battery's own device time per run when its runs recorded one: 24 runs of 30 s, of 150 s
     rows = pd.DataFrame([none, {**base, "check": "reinit", "outcome": "inconclusive", "seeds_to_decide": 14}])
@@ -400,7 +414,7 @@ def test_follow_ups_keep_the_seeds_run_add_the_smallest_free_ones_and_split_by_s
     row = {**FOLLOW_UP_CELL, "comparison": "check", "check": "reinit", "outcome": "inconclusive",
            "seeds": "0,1", "ref_seeds": "0,5", "seeds_to_decide": 4}
     (step,) = follow_ups(pd.DataFrame([row]))
-    assert step.overrides == ("pruner=snip model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
+    assert step.overrides == ("model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
                               "seed=0,1,2,5 'hydra.sweeper.baselines=[]'")
     assert (step.rows, step.seeds, step.new_runs) == (["reinit"], 4, 2 + 2)  # plain lacks 1, 2; reinit 2, 5
     dense = {**row, "comparison": "dense", "check": "none", "seeds": "0,5", "ref_seeds": "0,1,2"}

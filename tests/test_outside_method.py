@@ -83,6 +83,27 @@ def test_outside_method_runs_from_the_command_line_with_a_check_and_a_sweep(tmp_
         assert path.parent.name.startswith("gradient_magnitude-")
 
 
+def test_pruner_custom_runs_a_method_by_import_path_with_no_config_file(tmp_path):
+    """`pruner=custom pruner.method=<path>`: no YAML of one's own, named after the function, options by `+`."""
+    env = {"PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")])}
+    common = ["dataset=digits", *TINY, f"paths.root_dir={tmp_path}", "ratio=0.8"]
+    proc = train_py(["pruner=custom", f"pruner.method={PATH}", "+pruner.options.power=2", *common], cwd=tmp_path,
+                    env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = tmp_path.rglob("results.json")
+    data = json.loads(path.read_text())
+    assert data["cell"]["pruner"] == "gradient_magnitude" and path.parent.name.startswith("gradient_magnitude-")
+    assert data["config"]["pruner"]["method"] == PATH and data["config"]["pruner"]["options"] == {"power": 2}
+    assert data["kept"] == int(data["total"] * (1 - 0.8))
+    # without a method: one line naming what to set, exit 2, and no run folder left behind
+    proc = train_py(["pruner=custom", *common, f"paths.root_dir={tmp_path / 'none'}"], cwd=tmp_path, env=env,
+                    timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("jackpot: config error: pruner.method is not set: pruner=custom needs pruner.method=<import path of "
+            "your method>") in proc.stderr
+    assert not list((tmp_path / "none").rglob("*.log"))
+
+
 def test_a_bad_import_path_is_one_line_and_exit_2(tmp_path):
     proc = _cli(tmp_path, "pruner.method=mylab.pruning.no_such_method")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

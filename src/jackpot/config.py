@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from jackpot.resolvers import milestones_at  # noqa: F401  (registers the resolvers; re-exported)
+
 if TYPE_CHECKING:
     from jackpot.pruning.registry import MethodSpec
 
@@ -37,20 +39,6 @@ class ConfigError(ValueError):
 class InapplicableCheck(ConfigError):
     """A sanity check the method's declaration rules out: a battery of checks drops such a job, while any other
     ConfigError still refuses the whole sweep."""
-
-
-def milestones_at(epochs: int, *fractions: float) -> list[int]:
-    """The LR decay epochs at these fractions of the schedule: 80/120 of 160 and 4/6 of 8 for (0.5, 0.75), so a
-    shorter run (`schedule.epochs=2`) needs no second override. Each is rounded and kept in [1, epochs - 1];
-    ones that coincide there are kept once (epochs=2: [1]; epochs <= 1: none)."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 2:
-        return []
-    return sorted({min(max(round(f * epochs), 1), epochs - 1) for f in fractions})
-
-
-# `schedule.milestones: ${milestones_at:${schedule.epochs},0.5,0.75}`: resolved at access, so the stored config
-# (and the run identity) holds the epochs, e.g. [80, 120], as before this resolver existed.
-OmegaConf.register_new_resolver("milestones_at", milestones_at, replace=True)
 
 
 def join_limited(items: Sequence[str], limit: int = 5) -> str:
@@ -95,6 +83,9 @@ def validate(cfg: DictConfig) -> None:
 
     _choice("model", cfg.model.name, MODEL_NAMES)
     _choice("dataset", cfg.dataset.name, DATASET_NAMES)
+    if cfg.pruner.get("method") is None:
+        raise ConfigError(f"pruner.method is not set: pruner={cfg.pruner.name} needs pruner.method=<import path of "
+                          f"your method>, e.g. pruner.method=mylab.pruning.gradient_magnitude")
     try:
         spec = get_method(cfg.pruner.method)
     except MethodError as err:

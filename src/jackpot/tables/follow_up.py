@@ -5,7 +5,9 @@ A battery is read in two steps, as a lab with a budget reads one: three seeds fi
 a row could not be decided. Added to the battery's own launch command, each set of overrides narrows it to the
 method's cell (model, dataset, ratio), its plain runs and the inconclusive rows that need the same number of seeds
 (their checks, and a baseline only when its own row is inconclusive: `hydra.sweeper.baselines`), with the seeds up
-to that number; the sweeper skips every run already complete, so only the new seeds train. Rows needing fewer
+to that number; the sweeper skips every run already complete, so only the new seeds train. The method stays
+the launch command's own (`pruner=snip`, or `pruner=custom pruner.method=...`, which runs under its function's
+name): a battery launched for several methods at once narrows `pruner=` by hand. Rows needing fewer
 seeds get their own, cheaper set, so that one slow row does not multiply the others' runs.
 """
 
@@ -52,8 +54,8 @@ def follow_ups(group: pd.DataFrame) -> list[FollowUp]:
         new_runs = sum(len(set(seeds) - have) for have in [plain, *others])
         baselines = [BASELINES[c] for c in rows["comparison"] if c in BASELINES]
         listed = ",".join("[" + ",".join(f'"{o}"' for o in overrides) + "]" for overrides in baselines)
-        overrides = (f"pruner={first['method']} model={first['model']} dataset={first['dataset']} "
-                     f"ratio={first['ratio']:g} sanity_check={','.join(['none', *checks])} {_seed_override(seeds)} "
+        overrides = (f"model={first['model']} dataset={first['dataset']} ratio={first['ratio']:g} "
+                     f"sanity_check={','.join(['none', *checks])} {_seed_override(seeds)} "
                      f"'hydra.sweeper.baselines=[{listed}]'")
         names = [CHECK_LABELS.get(r["check"], r["check"]) if r["comparison"] == "check" else
                  f"plain vs {r['comparison']}" for _, r in rows.iterrows()]
