@@ -184,3 +184,22 @@ def test_a_ray_cluster_dry_run_composes_its_launcher(tmp_path):
                     env={"RAY_AUTH_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 jobs would be launched" in proc.stdout + proc.stderr
+
+
+def test_a_launchers_worker_has_the_configs_resolvers_before_hydra_names_the_jobs_folder(tmp_path):
+    """Ray and submitit pickle train.py's task function and unpickle it in a fresh worker, where Hydra resolves
+    the job's folder (`${pruner.name}`, for `pruner=custom` the `method_name` resolver) before the function runs:
+    unpickling it must register jackpot's resolvers (jackpot.resolvers, through jackpot.config)."""
+    import runpy
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    task = runpy.run_path(str(CONF.parent / "train.py"), run_name="train_as_shipped")["main"]
+    (tmp_path / "task.pkl").write_bytes(cloudpickle.dumps(getattr(task, "__wrapped__", task)))
+    check = ("import pickle, sys; from omegaconf import OmegaConf; pickle.loads(open(sys.argv[1], 'rb').read()); "
+             "print(all(OmegaConf.has_resolver(r) for r in ('method_name', 'milestones_at')))")
+    worker = subprocess.run([sys.executable, "-c", check, str(tmp_path / "task.pkl")], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120)
+    assert worker.stdout.strip() == "True", worker.stderr[-2000:]

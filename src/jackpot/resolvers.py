@@ -1,6 +1,8 @@
 """The OmegaConf resolvers jackpot's configs use, registered on import: train.py imports this module before Hydra
 composes a config (Hydra resolves the output dir, `${pruner.name}` in it, before the job's code runs), and
-jackpot.config imports it for everything else that composes one (the sweeper, tests)."""
+jackpot.config imports it for everything else that composes one: the sweeper, tests, and the Ray and SLURM
+workers, where unpickling train.py's task function imports jackpot.config (its ConfigError) before Hydra names
+the job's folder (tests/test_launcher_requests.py)."""
 
 from __future__ import annotations
 
