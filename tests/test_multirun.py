@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import compose_cfg, lock_held_by_another_process, train_py
+from conftest import REPO, compose_cfg, lock_held_by_another_process, train_py
 
 from hydra_plugins.jackpot_sweeper.jackpot_sweeper import LaunchUnfinished, cost_line
 from jackpot import tables
@@ -261,17 +262,23 @@ def test_ray_local_launcher_runs_a_tiny_sweep_on_cpu(tmp_path):
     45-90 s on 2 busy cores (Ray's start included): `make test-full`.
     """
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
+    # One's own method by import path (pruner=custom): each Ray worker names the job's folder after the function
+    # (the method_name resolver, registered when the worker unpickles the task function) and imports it
+    examples = str(REPO / "examples")
     proc = multirun(
-        tmp_path, "sweep=quickstart", "pruner=smart_ratio", "ratio=0.9", "seed=0,1",
+        tmp_path, "sweep=quickstart", "pruner=custom", "pruner.method=mylab.pruning.gradient_magnitude",
+        "ratio=0.9", "seed=0,1",
         "hydra/launcher=ray_local",
         "hydra.launcher.ray.remote.num_gpus=0", "hydra.launcher.ray.remote.num_cpus=1",
         "hydra.launcher.ray.init.num_gpus=0", "hydra.launcher.ray.init.num_cpus=2",
-        env={"RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0"},
+        env={"RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0",
+             "PYTHONPATH": os.pathsep.join([examples, os.environ.get("PYTHONPATH", "")])},
     )
     assert "Ray Launcher is launching 2 jobs" in proc.stdout + proc.stderr
     found = results_under(tmp_path / "outputs" / "quickstart")
-    assert sorted(found) == [("smart_ratio", 0.9, 0), ("smart_ratio", 0.9, 1)]
+    assert sorted(found) == [("gradient_magnitude", 0.9, 0), ("gradient_magnitude", 0.9, 1)]
     assert all(data["status"] == "complete" for data in found.values())
+    assert all(data["_path"].parent.name.startswith("gradient_magnitude-none-r0.9") for data in found.values())
 
 
 def test_packing_jobs_on_a_gpu_without_mps_is_warned_about_before_launching(tmp_path):
