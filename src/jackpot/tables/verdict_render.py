@@ -1,5 +1,6 @@
 """A battery's verdicts as text and a figure: rich for the terminal, markdown, CSV, and a bar chart of each
-check's effect with its standard error."""
+check's effect with its 95 % CI; below them, a closing line per method cell and the follow-ups that would decide
+its inconclusive rows (jackpot.tables.follow_up)."""
 
 from __future__ import annotations
 
