@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import CONF, REPO, train_py
+from scipy import stats
 from wandb_records import read_records, run_summary
 
 from hydra_plugins.jackpot_sweeper.battery import dropped_lines, parse_baselines, with_baselines
@@ -25,7 +26,7 @@ from jackpot.tables.follow_up import follow_ups
 from jackpot.tables.readings import check_reading, random_ticket_reading
 from jackpot.tables.verdict_overview import overview
 from jackpot.tables.verdict_render import summary_lines
-from jackpot.tables.verdicts import seeds_to_decide, welch
+from jackpot.tables.verdicts import battery_verdicts, seeds_to_decide, welch
 
 SWEEPS = REPO / "multirun_sweeps"
 ALL_CHECKS = {"none", "random_labels", "random_pixels_labels", "layerwise_rearrange", "reinit", "half_dataset",
@@ -215,6 +216,41 @@ def test_welch_matches_a_hand_computation():
     exact = welch(80.0, 0.0, 2, 81.0, 0.0, 2)  # no spread on either side: the difference is exact
     assert exact.se == 0.0 and exact.outcome() == "helps" and exact.interval() == (1.0, 1.0)
     assert math.isnan(welch(82.0, 2.0, 3, 81.0, math.nan, 1).interval()[0])
+
+
+def test_bonferroni_tests_each_of_a_cells_comparisons_at_alpha_over_their_number():
+    def cell(pruner, check, ratio, mean, std, n):
+        return {"model": "resnet8", "dataset": "digits", "pruner": pruner, "sanity_check": check, "ratio": ratio,
+                "mean": mean, "std": std, "n": n, "status": "ok", "seeds": ",".join(map(str, range(n)))}
+
+    summary = pd.DataFrame([cell("snip", "none", 0.9, 82.0, 2.0, 3),
+                            cell("snip", "random_labels", 0.9, 77.0, 2.0, 3),   # -5 ± 1.633, df 4: p = 0.0375
+                            cell("snip", "reinit", 0.9, 81.0, math.nan, 1),     # one seed: not a tested comparison
+                            cell("smart_ratio", "none", 0.9, 83.0, 1.0, 3),
+                            cell("dense", "none", 0.0, 96.0, 1.0, 3)])
+    plain = battery_verdicts(summary).set_index("check", drop=False)
+    labels = plain[plain["comparison"] == "check"].loc["random_labels"]
+    assert labels["p"] == pytest.approx(0.0375, abs=5e-4) and labels["outcome"] == "hurts" and labels["alpha"] == 0.05
+    corrected = battery_verdicts(summary, correction="bonferroni")
+    assert list(corrected["alpha"]) == [0.05 / 3] * 4  # random labels, reinit, random tickets, dense: 3 tested
+    labels = corrected.iloc[0]
+    half = stats.t.ppf(1 - 0.05 / 6, 4) * math.sqrt(8 / 3)  # the interval at 1 - 0.05/3, two-sided
+    assert (labels["ci_low"], labels["ci_high"]) == pytest.approx((-5 - half, -5 + half))
+    assert labels["outcome"] == "inconclusive" and "the 98.33 % CI allows a loss of up to" in labels["reading"]
+    assert corrected.iloc[-1]["outcome"] == "hurts"  # plain vs dense: -14, p = 0.002, still below 0.0167
+
+
+def test_the_correction_is_chosen_on_the_command_line_and_printed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    write_battery(tmp_path / "outputs")
+    args = [str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS), "--format", "rich"]
+    assert tables.main([*args, "--correction", "bonferroni"]) == 0
+    printed = capsys.readouterr().out
+    assert "p=0.004 vs α=0.0125" in printed  # layerwise rearrange; 4 tested comparisons (reinit has one seed)
+    assert "divided by the cell's number of tested comparisons (--correction bonferroni)" in printed
+    with pytest.raises(SystemExit) as refused:
+        tables.main([*args, "--correction", "holm"])
+    assert refused.value.code == 2 and "invalid choice: 'holm' (choose from" in capsys.readouterr().err
 
 
 def test_seeds_to_decide_is_where_the_interval_would_clear_zero_or_the_margin():

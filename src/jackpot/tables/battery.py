@@ -80,11 +80,13 @@ def unrun_checks(spec: SweepSpec, summary: pd.DataFrame) -> dict[str, list[str]]
 
 def report_battery(spec: SweepSpec, summary: pd.DataFrame, out: Path | None, formats: Sequence[str],
                    figures: bool, console: Any = None, margin: float = MARGIN,
-                   seconds_per_run: float | None = None) -> pd.DataFrame:
+                   seconds_per_run: float | None = None, correction: str = "none") -> pd.DataFrame:
     """The battery's verdicts printed (rich) and written (md, csv, png) next to its accuracy table; `margin`:
     the accuracy points below which a difference reads as no effect; `seconds_per_run`: the battery's device
-    time per run so far, to price the runs its inconclusive rows need."""
-    verdicts = battery_verdicts(summary, spec.axis_order("sanity_check"), PRUNER_LABELS, margin=margin)
+    time per run so far, to price the runs its inconclusive rows need; `correction`: none or bonferroni
+    (jackpot.tables.verdicts)."""
+    verdicts = battery_verdicts(summary, spec.axis_order("sanity_check"), PRUNER_LABELS, margin=margin,
+                                correction=correction)
     unrun = unrun_checks(spec, summary)
     if "rich" in formats:
         render_verdicts_rich(verdicts, spec.name, unrun, console, seconds_per_run,

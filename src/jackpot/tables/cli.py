@@ -39,7 +39,7 @@ from jackpot.tables.render import render_rich, to_csv, to_latex, to_markdown
 from jackpot.tables.specs import SweepSpec, default_sweeps_dir, load_sweep_specs, specs_from_multirun_files
 from jackpot.tables.summary import summarize
 from jackpot.tables.unfinished import describe_unfinished, find_unfinished
-from jackpot.tables.verdicts import MARGIN
+from jackpot.tables.verdicts import CORRECTIONS, MARGIN
 from jackpot.tables.wandb_log import FROM_ENV, MODES, log_tables, resolve_mode
 
 FORMATS = ("rich", "md", "latex", "csv")
@@ -49,9 +49,10 @@ METRICS = ("final_acc", "best_acc")
 def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Sequence[str], out: Path | None,
                  formats: Sequence[str], figures: bool, metric: str = "final_acc",
                  console: Any = None, verdicts: dict[str, pd.DataFrame] | None = None,
-                 margin: float = MARGIN) -> dict[str, pd.DataFrame]:
+                 margin: float = MARGIN, correction: str = "none") -> dict[str, pd.DataFrame]:
     """Summaries per table, printed and written; returns {table name: summary frame} (and fills `verdicts`
-    with {table name: verdict frame} for the sanity batteries among them, read with `margin`)."""
+    with {table name: verdict frame} for the sanity batteries among them, read with `margin` and
+    `correction`)."""
     summaries = {}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def build_tables(loaded: Loaded, specs: Mapping[str, SweepSpec], table_names: Se
         if battery:
             cost = sweep_cost(loaded.runs[loaded.runs["name"] == name])
             per_run = cost.hours * 3600 / cost.runs if cost is not None else None
-            frame = report_battery(spec, summary, out, formats, figures, console, margin, per_run)
+            frame = report_battery(spec, summary, out, formats, figures, console, margin, per_run, correction)
             if verdicts is not None:
                 verdicts[name] = frame
         if out is None:
@@ -108,6 +109,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="a sanity battery's verdicts: the accuracy points (> 0) below which a difference the "
                         "test cannot tell from zero reads as no effect; a wider confidence interval reads as "
                         f"inconclusive (default {MARGIN:g})")
+    parser.add_argument("--correction", choices=CORRECTIONS, default="none",
+                        help="a sanity battery's verdicts: none (each comparison at p < 0.05, as the paper reads "
+                        "them) or bonferroni (each of a method cell's m tested comparisons at 0.05 / m, its "
+                        "intervals too, so that a cell's verdict is wrong anywhere with at most 5 %% chance)")
     parser.add_argument("--wandb", nargs="?", const=FROM_ENV, default=None, metavar="{online,offline}",
                         help="also log the tables (a battery's verdicts too) and figures as a wandb run in each "
                         "sweep's group (job type tables): online or offline; without a value WANDB_MODE decides "
@@ -176,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     writes = bool(written_formats or args.figures)
     verdicts: dict[str, pd.DataFrame] = {}
     summaries = build_tables(loaded, specs, names, out if writes else None, formats, args.figures,
-                             args.metric, console, verdicts, margin)
+                             args.metric, console, verdicts, margin, args.correction)
     for name in names:
         if name not in summaries:
             console.print(f"[yellow]{name}: no cells to show (no runs yet, and its grid leaves an axis to the "

@@ -38,7 +38,7 @@ CHECK_READINGS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def check_reading(check: str, outcome: Outcome, method: str, **inconclusive: float | int | None) -> str:
+def check_reading(check: str, outcome: Outcome, method: str, **inconclusive: float | int | str | None) -> str:
     """The one-line reading of `check`'s effect on `method` (the check against the plain method); an
     inconclusive outcome's reading takes `bound`, `margin` and `seeds` (see `inconclusive_reading`)."""
     label = check.replace("_", " ")
@@ -58,12 +58,13 @@ def check_reading(check: str, outcome: Outcome, method: str, **inconclusive: flo
 TOO_FEW_SEEDS = "too few seeds to tell (at least 2 on each side)"
 
 
-def inconclusive_reading(question: str, allows: str, bound: float, margin: float, seeds: int | None) -> str:
+def inconclusive_reading(question: str, allows: str, bound: float, margin: float, seeds: int | None,
+                         level: str = "95 %") -> str:
     """`cannot tell <question>: the 95 % CI allows <allows> up to 13.0 points (margin 1); about 40 seeds a side
-    would decide it at the spreads measured`: how large an effect the interval still allows, and the seeds that
-    would settle it if the measured means and spreads held (`seeds` None: past MAX_SEEDS)."""
-    return (f"cannot tell {question}: the 95 % CI allows {allows} up to {abs(bound):.1f} points (margin {margin:g}); "
-            f"{seeds_needed(seeds)} would decide it at the spreads measured")
+    would decide it at the spreads measured`: how large an effect the interval (at `level`) still allows, and the
+    seeds that would settle it if the measured means and spreads held (`seeds` None: past MAX_SEEDS)."""
+    return (f"cannot tell {question}: the {level} CI allows {allows} up to {abs(bound):.1f} points "
+            f"(margin {margin:g}); {seeds_needed(seeds)} would decide it at the spreads measured")
 
 
 def seeds_needed(seeds: int | None) -> str:
@@ -84,7 +85,7 @@ DENSE_READINGS = {
 }
 
 
-def random_ticket_reading(outcome: Outcome, method: str, **inconclusive: float | int | None) -> str:
+def random_ticket_reading(outcome: Outcome, method: str, **inconclusive: float | int | str | None) -> str:
     """The reading of the method against random tickets (smart ratio) at the same ratio."""
     if outcome == "inconclusive":
         return inconclusive_reading(f"whether {method} beats random tickets", "it to be ahead by",
@@ -92,7 +93,7 @@ def random_ticket_reading(outcome: Outcome, method: str, **inconclusive: float |
     return TOO_FEW_SEEDS if outcome == "unknown" else RANDOM_TICKET_READINGS[outcome].format(method=method)
 
 
-def dense_reading(outcome: Outcome, method: str, **inconclusive: float | int | None) -> str:
+def dense_reading(outcome: Outcome, method: str, **inconclusive: float | int | str | None) -> str:
     """The reading of the method against the dense network."""
     if outcome == "inconclusive":
         return inconclusive_reading(f"whether {method} keeps the dense network's accuracy", "a loss of",

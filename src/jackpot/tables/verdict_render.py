@@ -17,13 +17,15 @@ from jackpot.tables.readings import seeds_needed
 from jackpot.tables.verdicts import ALPHA, MARGIN
 
 
-def how(margin: float = MARGIN) -> str:
+def how(margin: float = MARGIN, corrected: bool = False) -> str:
     """The caption: what Δ, its test and interval are, and when "no effect" is read."""
+    level = (f"p < {ALPHA:g} divided by the cell's number of tested comparisons (--correction bonferroni), and its "
+             f"confidence interval at that level" if corrected else
+             f"p < {ALPHA:g}, and its {100 * (1 - ALPHA):g} % confidence interval (CI)")
     return (f"Δ = accuracy − reference (percentage points) ± its standard error sqrt(s1²/n1 + s2²/n2); "
-            f"two-sided Welch t-test, distinguishable from zero at p < {ALPHA:g}, and its {100 * (1 - ALPHA):g} % CI. "
-            f"Not distinguishable reads as no effect only when the CI rules out {margin:g} point{'s' * (margin != 1)} "
-            f"or more (--margin) of a check's or the dense network's harm, or of an advantage over random tickets; "
-            f"else inconclusive")
+            f"two-sided Welch t-test, distinguishable from zero at {level}. Not distinguishable reads as no effect "
+            f"only when the CI rules out {margin:g} point{'s' * (margin != 1)} or more (--margin) of a check's or "
+            f"the dense network's harm, or of an advantage over random tickets; else inconclusive")
 
 
 COLORS = {"hurts": "red", "helps": "green", "none": "", "inconclusive": "dark_orange", "unknown": "yellow"}
@@ -54,12 +56,13 @@ def texts(rec: Mapping[str, Any]) -> dict[str, str]:
     if not math.isnan(rec["se"]):
         diff += f" ± {rec['se']:.2f}"
     test = "-" if math.isnan(rec["p"]) else f"t={rec['t']:+.2f}" + (
-        "" if math.isnan(rec["df"]) else f", df={rec['df']:.1f}") + f", p={rec['p']:.3f}"
+        "" if math.isnan(rec["df"]) else f", df={rec['df']:.1f}") + f", p={rec['p']:.3f}" + (
+        f" vs α={rec['alpha']:.3g}" if rec["alpha"] < ALPHA else "")
     interval = "-" if math.isnan(rec["ci_low"]) else f"{rec['ci_low']:+.2f} to {rec['ci_high']:+.2f}"
     return {"ticket": ticket_label(rec), "comparison": comparison_label(rec),
             "accuracy": _acc(rec["mean"], rec["std"], rec["n"]),
             "reference": _acc(rec["ref_mean"], rec["ref_std"], rec["ref_n"]),
-            "Δ ± SE": diff, "95 % CI": interval, "Welch test": test, "distinguishable": rec["distinguishable"],
+            "Δ ± SE": diff, "CI": interval, "Welch test": test, "distinguishable": rec["distinguishable"],
             "reading": rec["reading"]}
 
 
@@ -129,9 +132,9 @@ def render_verdicts_rich(verdicts: pd.DataFrame, table_name: str, unrun: Mapping
 
     console = console or Console()
     table = Table(title=f"{table_name}: verdicts (test accuracy %, mean ± std over seeds)",
-                  caption=how(_margin(verdicts)), show_lines=True)
+                  caption=how(*_reading(verdicts)), show_lines=True)
     for column, style in (("ticket", "bold"), ("comparison", ""), ("accuracy", ""), ("reference", ""),
-                          ("Δ ± SE", "bold"), ("95 % CI", ""), ("Welch test", "dim"), ("distinguishable", ""),
+                          ("Δ ± SE", "bold"), ("CI", ""), ("Welch test", "dim"), ("distinguishable", ""),
                           ("reading", "")):
         table.add_column(column, style=style or None, no_wrap=column not in ("reading", "ticket"))
     for rec in verdicts.to_dict("records"):
@@ -150,7 +153,7 @@ def verdicts_markdown(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[st
                       seconds_per_run: float | None = None, before_summary: str = "") -> str:
     rows = [texts(rec) for rec in verdicts.to_dict("records")]
     head = list(rows[0]) if rows else []
-    lines = [f"### {table_name}: verdicts", "", how(_margin(verdicts)) + ".", "", "| " + " | ".join(head) + " |",
+    lines = [f"### {table_name}: verdicts", "", how(*_reading(verdicts)) + ".", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
     lines += ["", *([before_summary] if before_summary else []),
@@ -158,14 +161,16 @@ def verdicts_markdown(verdicts: pd.DataFrame, table_name: str, unrun: Mapping[st
     return "\n".join(lines) + "\n"
 
 
-def _margin(verdicts: pd.DataFrame) -> float:
-    """The margin the verdicts were read with (the default for an empty frame)."""
-    return float(verdicts["margin"].iloc[0]) if len(verdicts) else MARGIN
+def _reading(verdicts: pd.DataFrame) -> tuple[float, bool]:
+    """The margin the verdicts were read with and whether their tests were corrected (defaults when empty)."""
+    if not len(verdicts):
+        return MARGIN, False
+    return float(verdicts["margin"].iloc[0]), bool((verdicts["alpha"] < ALPHA).any())
 
 
 def plot_verdicts(verdicts: pd.DataFrame, path: Path) -> Path | None:
-    """Each comparison's Δ with its 95 % CI (Welch's t) and the margin of no effect dotted, a panel per method
-    cell; None when there is nothing to plot."""
+    """Each comparison's Δ with its CI (Welch's t, 95 % unless corrected) and the margin of no effect dotted, a
+    panel per method cell; None when there is nothing to plot."""
     data = verdicts[verdicts["n"].gt(0) & verdicts["ref_n"].gt(0)]
     if data.empty:
         return None
@@ -187,7 +192,7 @@ def plot_verdicts(verdicts: pd.DataFrame, path: Path) -> Path | None:
             ax.axvline(edge, color="gray", linewidth=0.8, linestyle=":")
         ax.invert_yaxis()
         ax.set_title(ticket_label(group.iloc[0].to_dict()), fontsize=10)
-        ax.set_xlabel("Δ test accuracy (points), 95 % CI; dotted: the margin of no effect")
+        ax.set_xlabel("Δ test accuracy (points) with its CI; dotted: the margin of no effect")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -27,11 +27,12 @@ from jackpot.tables.readings import MAX_SEEDS, Outcome, check_reading, dense_rea
 
 ALPHA = 0.05
 MARGIN = 1.0  # accuracy points: the smallest difference a verdict treats as an effect (jackpot-tables --margin)
+CORRECTIONS = ("none", "bonferroni")  # jackpot-tables --correction: per row, or alpha / a cell's tested comparisons
 RANDOM_TICKETS = "smart_ratio"  # the paper's random tickets
 DENSE = "dense"
 VERDICT_COLUMNS = ["model", "dataset", "method", "ratio", "comparison", "check", "mean", "std", "n", "ref_mean",
-                   "ref_std", "ref_n", "seeds", "ref_seeds", "diff", "se", "df", "t", "p", "ci_low", "ci_high",
-                   "margin", "outcome", "distinguishable", "seeds_to_decide", "reading"]
+                   "ref_std", "ref_n", "seeds", "ref_seeds", "diff", "se", "df", "t", "p", "alpha", "ci_low",
+                   "ci_high", "margin", "outcome", "distinguishable", "seeds_to_decide", "reading"]
 # Which side of the difference a comparison's "no effect" reading is about: a check's (or the dense network's)
 # harm to the method, the lower bound; the method's advantage over random tickets, the upper one.
 Side = Literal["harm", "advantage"]
@@ -111,11 +112,14 @@ def seeds_to_decide(std_a: float, std_b: float, diff: float, margin: float = MAR
 
 def battery_verdicts(summary: pd.DataFrame, check_order: Sequence[str] = (),
                      method_labels: Mapping[str, str] | None = None, alpha: float = ALPHA,
-                     margin: float = MARGIN) -> pd.DataFrame:
+                     margin: float = MARGIN, correction: str = "none") -> pd.DataFrame:
     """One row per (method cell, comparison): every check the summary holds for the method at that cell against
     its plain cell, then the plain cell against random tickets and against the dense network (of that model and
     dataset). A method is every pruner but the dense network, and random tickets only when checked themselves.
-    `margin`: the accuracy points below which a difference is read as no effect (see the module's docstring)."""
+    `margin`: the accuracy points below which a difference is read as no effect (see the module's docstring).
+    `correction="bonferroni"`: each of a method cell's m tested comparisons (2 or more seeds a side) is tested,
+    and its interval drawn, at alpha / m, so that the chance of any false "hurts" or "helps" (or "no effect")
+    in the cell's verdict stays below alpha."""
     cells = {tuple(row[a] for a in AXES): row for row in summary.to_dict("records")}
     rows: list[dict[str, Any]] = []
     for (model, dataset, pruner, check, ratio), plain in cells.items():
@@ -127,18 +131,26 @@ def battery_verdicts(summary: pd.DataFrame, check_order: Sequence[str] = (),
         checks.sort(key=lambda c: (check_order.index(c) if c in check_order else len(check_order), c))
         label = (method_labels or {}).get(pruner, pruner)
         base = {"model": model, "dataset": dataset, "method": pruner, "ratio": ratio}
-        for name in checks:
-            rows.append(_row(base, "check", name, cells[(model, dataset, pruner, name, ratio)], plain,
-                             ReadingRule(alpha, margin, "harm"), partial(check_reading, name, method=label)))
+        # (comparison, check, ours, reference, side, reading) of this method cell
+        compared = [("check", name, cells[(model, dataset, pruner, name, ratio)], plain, "harm",
+                     partial(check_reading, name, method=label)) for name in checks]
         for reference, comparison, side, reading in (
             ((model, dataset, RANDOM_TICKETS, "none", ratio), "random tickets", "advantage", random_ticket_reading),
             (_dense_cell(cells, model, dataset), "dense", "harm", dense_reading),
         ):
             if pruner != reference[2] and reference in cells:
-                rows.append(_row(base, comparison, "none", plain, cells[reference], ReadingRule(alpha, margin, side),
-                                 partial(reading, method=label)))
+                compared.append((comparison, "none", plain, cells[reference], side, partial(reading, method=label)))
+        tested = sum(int(ours["n"]) >= 2 and int(ref["n"]) >= 2 for _, _, ours, ref, _, _ in compared)
+        level = alpha / tested if correction == "bonferroni" and tested > 1 else alpha
+        for comparison, name, ours, ref, side, reading in compared:
+            rows.append(_row(base, comparison, name, ours, ref, ReadingRule(level, margin, side), reading))
     frame = pd.DataFrame(rows, columns=VERDICT_COLUMNS)
     return frame.astype({"seeds_to_decide": "Int64"})  # a count, empty where decided (not 9.0 and NaN)
+
+
+def confidence(alpha: float) -> str:
+    """`95 %` for alpha 0.05, `99.17 %` for 0.05 / 6: the interval's level, as the readings name it."""
+    return f"{100 * (1 - alpha):.4g} %"
 
 
 def _dense_cell(cells: Mapping[tuple, Any], model: str, dataset: str) -> tuple:
@@ -169,12 +181,13 @@ def _row(base: Mapping[str, Any], comparison: str, check: str, ours: Mapping[str
         empty = "this cell" if not n else "its reference"
         text = f"no complete runs of {empty} ({(ours if not n else ref)['status']}): nothing to compare"
     elif outcome == "inconclusive":
-        text = reading(outcome, bound=low if test.side == "harm" else high, margin=test.margin, seeds=seeds)
+        text = reading(outcome, bound=low if test.side == "harm" else high, margin=test.margin, seeds=seeds,
+                       level=confidence(test.alpha))
     else:
         text = reading(outcome)
     return {**base, "comparison": comparison, "check": check, "mean": ours["mean"], "std": ours["std"], "n": n,
             "ref_mean": ref["mean"], "ref_std": ref["std"], "ref_n": ref_n, "seeds": ours.get("seeds", ""),
-            "ref_seeds": ref.get("seeds", ""), "diff": diff.diff, "se": diff.se,
-            "df": diff.df, "t": diff.t, "p": diff.p, "ci_low": low, "ci_high": high, "margin": test.margin,
+            "ref_seeds": ref.get("seeds", ""), "diff": diff.diff, "se": diff.se, "df": diff.df, "t": diff.t,
+            "p": diff.p, "alpha": test.alpha, "ci_low": low, "ci_high": high, "margin": test.margin,
             "outcome": outcome, "distinguishable": {"unknown": "n/a", "none": "no", "inconclusive": "no"}.get(
                 outcome, "yes"), "seeds_to_decide": seeds, "reading": text}
