@@ -22,7 +22,7 @@ from hydra_plugins.jackpot_sweeper.battery import dropped_lines, parse_baselines
 from jackpot import tables
 from jackpot.config import ConfigError, InapplicableCheck
 from jackpot.runs.results import write_results
-from jackpot.tables.follow_up import follow_ups
+from jackpot.tables.follow_up import FollowUp, follow_ups, merged
 from jackpot.tables.readings import check_reading, random_ticket_reading
 from jackpot.tables.verdict_overview import overview
 from jackpot.tables.verdict_render import summary_lines
@@ -452,17 +452,17 @@ def test_follow_ups_keep_the_seeds_run_add_the_smallest_free_ones_and_split_by_s
     (step,) = follow_ups(pd.DataFrame([row]))
     assert step.overrides == ("model=resnet8 dataset=digits ratio=0.9 sanity_check=none,reinit "
                               "seed=0,1,2,5 'hydra.sweeper.baselines=[]'")
-    assert (step.rows, step.seeds, step.new_runs) == (["reinit"], 4, 2 + 2)  # plain lacks 1, 2; reinit 2, 5
+    assert (step.rows, step.seeds, step.new_runs) == (("reinit",), 4, 2 + 2)  # plain lacks 1, 2; reinit 2, 5
     dense = {**row, "comparison": "dense", "check": "none", "seeds": "0,5", "ref_seeds": "0,1,2"}
     (step,) = follow_ups(pd.DataFrame([dense]))
     assert step.overrides.endswith("sanity_check=none seed=0,1,2,5 "
                                    "'hydra.sweeper.baselines=[[\"pruner=dense\",\"sanity_check=none\",\"ratio=0.0\"]]'")
-    assert step.rows == ["plain vs dense"] and step.new_runs == 2 + 1
+    assert step.rows == ("plain vs dense",) and step.new_runs == 2 + 1
     assert follow_ups(pd.DataFrame([{**row, "outcome": "none"}])) == []
     assert follow_ups(pd.DataFrame([{**row, "seeds_to_decide": None}])) == []  # out of reach: no command
     # a row out of reach (its spread too wide for the margin) is left out; the one within reach is run
     wide = {**row, "check": "random_labels", "seeds_to_decide": None}
-    assert [s.rows for s in follow_ups(pd.DataFrame([wide, row]))] == [["reinit"]]
+    assert [s.rows for s in follow_ups(pd.DataFrame([wide, row]))] == [("reinit",)]
     # rows needing different seed counts get their own overrides, fewest seeds first; the plain runs the first
     # adds are not counted again
     plain = {**FOLLOW_UP_CELL, "comparison": "check", "outcome": "inconclusive", "seeds": "0,1,2",
@@ -471,8 +471,27 @@ def test_follow_ups_keep_the_seeds_run_add_the_smallest_free_ones_and_split_by_s
                                      {**plain, "check": "reinit", "seeds_to_decide": 5},
                                      {**plain, "check": "layerwise_shuffle", "seeds_to_decide": 5}]))
     assert [(s.rows, s.seeds, s.new_runs) for s in steps] == [
-        (["reinit", "shuffled weights"], 5, 2 + 2 + 2), (["random labels"], 9, 4 + 6)]
+        (("reinit", "shuffled weights"), 5, 2 + 2 + 2), (("random labels",), 9, 4 + 6)]
     assert "sanity_check=none,random_labels 'seed=range(0,9)'" in steps[1].overrides
+
+
+def test_cells_that_need_the_same_runs_share_one_set_of_overrides():
+    """A paper-scale battery has six cells: those needing the same checks, baselines and seeds join into one line
+    when they form a full grid (a sweep runs exactly that grid), else per model and dataset across ratios."""
+    def step(model, ratio, checks=("reinit",)):
+        return FollowUp(method="snip", models=(model,), datasets=("cifar10",), ratios=(ratio,), checks=checks,
+                        baselines=(), seed_list=(0, 1, 2, 3, 4), rows=tuple(checks), new_runs=4)
+
+    grid = merged([step(m, r) for m in ("resnet32", "vgg19") for r in (0.98, 0.9)])
+    assert len(grid) == 1 and grid[0].new_runs == 16
+    assert grid[0].overrides.startswith("model=resnet32,vgg19 dataset=cifar10 ratio=0.9,0.98 sanity_check=none,reinit")
+    # VGG19 at 98 % needs another check: the rest is no full grid, so one line per model across its ratios
+    lines = merged([step("resnet32", 0.9), step("resnet32", 0.98), step("vgg19", 0.9),
+                    step("vgg19", 0.98, ("random_labels",))])
+    assert sorted(s.overrides.split(" sanity_check")[0] for s in lines) == [
+        "model=resnet32 dataset=cifar10 ratio=0.9,0.98", "model=vgg19 dataset=cifar10 ratio=0.9",
+        "model=vgg19 dataset=cifar10 ratio=0.98"]
+    assert sum(s.new_runs for s in lines) == 16
 
 
 def test_wandb_mode_comes_from_the_flag_then_wandb_mode(monkeypatch, capsys):

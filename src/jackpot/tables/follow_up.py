@@ -13,7 +13,9 @@ seeds get their own, cheaper set, so that one slow row does not multiply the oth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -28,12 +30,29 @@ BASELINES = {
 
 @dataclass(frozen=True)
 class FollowUp:
-    """One set of overrides: the rows it would decide, the seeds a side it runs to, and its new runs."""
+    """One set of overrides: the cells and rows it would decide, the seeds a side it runs to, its new runs."""
 
-    rows: list[str]
-    seeds: int
+    method: str
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    ratios: tuple[float, ...]
+    checks: tuple[str, ...]  # the inconclusive rows' checks (the plain runs always come along)
+    baselines: tuple[tuple[str, ...], ...]  # the baselines whose rows are inconclusive
+    seed_list: tuple[int, ...]
+    rows: tuple[str, ...]
     new_runs: int
-    overrides: str
+
+    @property
+    def seeds(self) -> int:
+        return len(self.seed_list)
+
+    @property
+    def overrides(self) -> str:
+        """What to add to the battery's launch command."""
+        listed = ",".join("[" + ",".join(f'"{o}"' for o in overrides) + "]" for overrides in self.baselines)
+        return (f"model={','.join(self.models)} dataset={','.join(self.datasets)} "
+                f"ratio={','.join(f'{r:g}' for r in self.ratios)} sanity_check={','.join(['none', *self.checks])} "
+                f"{_seed_override(list(self.seed_list))} 'hydra.sweeper.baselines=[{listed}]'")
 
 
 def follow_ups(group: pd.DataFrame) -> list[FollowUp]:
@@ -48,19 +67,39 @@ def follow_ups(group: pd.DataFrame) -> list[FollowUp]:
     out = []
     for target, rows in open_rows.groupby("seeds_to_decide", sort=True):
         seeds = _seeds_up_to(plain, int(target))
-        checks = list(rows.loc[rows["comparison"] == "check", "check"])
         # each compared cell's seeds: a check's own (`seeds`), a baseline's (`ref_seeds`); the plain cell's too
         others = [_seed_set(r["seeds"] if r["comparison"] == "check" else r["ref_seeds"]) for _, r in rows.iterrows()]
-        new_runs = sum(len(set(seeds) - have) for have in [plain, *others])
-        baselines = [BASELINES[c] for c in rows["comparison"] if c in BASELINES]
-        listed = ",".join("[" + ",".join(f'"{o}"' for o in overrides) + "]" for overrides in baselines)
-        overrides = (f"model={first['model']} dataset={first['dataset']} ratio={first['ratio']:g} "
-                     f"sanity_check={','.join(['none', *checks])} {_seed_override(seeds)} "
-                     f"'hydra.sweeper.baselines=[{listed}]'")
         names = [CHECK_LABELS.get(r["check"], r["check"]) if r["comparison"] == "check" else
                  f"plain vs {r['comparison']}" for _, r in rows.iterrows()]
-        out.append(FollowUp(names, int(target), new_runs, overrides))
+        out.append(FollowUp(
+            method=str(first["method"]), models=(str(first["model"]),), datasets=(str(first["dataset"]),),
+            ratios=(float(first["ratio"]),), checks=tuple(rows.loc[rows["comparison"] == "check", "check"]),
+            baselines=tuple(BASELINES[c] for c in rows["comparison"] if c in BASELINES), seed_list=tuple(seeds),
+            rows=tuple(names), new_runs=sum(len(set(seeds) - have) for have in [plain, *others])))
         plain = plain | set(seeds)
+    return out
+
+
+def merged(steps: Sequence[FollowUp]) -> list[FollowUp]:
+    """The follow-ups of several method cells, those that run the same checks, baselines and seeds of the same
+    method joined into one set of overrides where their cells form a full grid (models x datasets x ratios: a
+    sweep runs exactly those), else per model and dataset across ratios; fewest seeds first."""
+    def same(step: FollowUp) -> tuple:
+        return step.method, step.checks, step.baselines, step.seed_list
+
+    out: list[FollowUp] = []
+    for _, group in itertools.groupby(sorted(steps, key=lambda s: (s.seeds, repr(same(s)))), key=same):
+        group = list(group)
+        cells = {(s.models[0], s.datasets[0], s.ratios[0]) for s in group}
+        axes = [tuple(dict.fromkeys(cell[i] for cell in sorted(cells))) for i in range(3)]
+        parts = ([group] if len(cells) == len(axes[0]) * len(axes[1]) * len(axes[2]) else
+                 [list(g) for _, g in itertools.groupby(sorted(group, key=lambda s: (s.models, s.datasets)),
+                                                         key=lambda s: (s.models, s.datasets))])
+        for part in parts:
+            out.append(replace(part[0], models=tuple(dict.fromkeys(m for s in part for m in s.models)),
+                               datasets=tuple(dict.fromkeys(d for s in part for d in s.datasets)),
+                               ratios=tuple(sorted({r for s in part for r in s.ratios})),
+                               new_runs=sum(s.new_runs for s in part)))
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from jackpot.tables.follow_up import follow_ups
+from jackpot.tables.follow_up import FollowUp, follow_ups, merged
 from jackpot.tables.labels import CHECK_LABELS, DATASET_LABELS, MODEL_LABELS, PRUNER_LABELS
 from jackpot.tables.readings import seeds_needed
 from jackpot.tables.verdicts import ALPHA, MARGIN
@@ -74,6 +74,15 @@ def _duration(seconds: float) -> str:
     return f"{minutes} device-minute{'s' * (minutes != 1)} at this battery's runs so far"
 
 
+def _cells_label(step: FollowUp) -> str:
+    """`SNIP · ResNet8 · digits · 90%`, or `SNIP · ResNet32/VGG19 · CIFAR-10 · 90%/95%/98%` for joined cells."""
+    def joined(values, labels) -> str:
+        return "/".join(labels.get(v, v) for v in values)
+
+    return (f"{PRUNER_LABELS.get(step.method, step.method)} · {joined(step.models, MODEL_LABELS)} · "
+            f"{joined(step.datasets, DATASET_LABELS)} · {'/'.join(f'{r:.0%}' for r in step.ratios)}")
+
+
 def _named(checks: pd.DataFrame, outcome: str) -> list[str]:
     """The labels of the checks with this outcome."""
     return [CHECK_LABELS.get(c, c) for c in checks[checks["outcome"] == outcome]["check"]]
@@ -81,10 +90,11 @@ def _named(checks: pd.DataFrame, outcome: str) -> list[str]:
 
 def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]],
                   seconds_per_run: float | None = None) -> list[str]:
-    """One line per method cell: how many of its checks hurt it, the overrides that would decide its
-    inconclusive rows (priced at `seconds_per_run`, the battery's own device time per run, when known), and the
-    checks it has no runs of."""
-    lines = []
+    """One line per method cell: how many of its checks hurt it; then the overrides that would decide the cells'
+    inconclusive rows, cells needing the same runs joined (priced at `seconds_per_run`, the battery's own device
+    time per run, when known); then the checks each method has no runs of."""
+    lines: list[str] = []
+    steps: list[FollowUp] = []
     for _, group in verdicts.groupby(["model", "dataset", "method", "ratio"], sort=False):
         checks = group[group["comparison"] == "check"]
         decided = checks[~checks["outcome"].isin(["unknown", "inconclusive"])]
@@ -111,10 +121,11 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]],
                        f"{'s' * (rec['margin'] != 1)} or more{helps}: it fails the sanity checks, as the paper's "
                        f"initial tickets do")
         lines.append(f"{ticket_label(rec)}: {verdict}")
-        for step in follow_ups(group):
-            price = "" if seconds_per_run is None else f", about {_duration(step.new_runs * seconds_per_run)}"
-            lines.append(f"{ticket_label(rec)}: to decide {', '.join(step.rows)} ({step.seeds} seeds a side, "
-                         f"{step.new_runs} new runs{price}), add to the battery's launch command: {step.overrides}")
+        steps += follow_ups(group)
+    for step in merged(steps):
+        price = "" if seconds_per_run is None else f", about {_duration(step.new_runs * seconds_per_run)}"
+        lines.append(f"{_cells_label(step)}: to decide {', '.join(step.rows)} ({step.seeds} seeds a side, "
+                     f"{step.new_runs} new runs{price}), add to the battery's launch command: {step.overrides}")
     for method, checks in unrun.items():
         names = ", ".join(CHECK_LABELS.get(c, c) for c in checks)
         lines.append(f"{PRUNER_LABELS.get(method, method)}: no runs of {names} (dropped as inapplicable to it "
