@@ -8,7 +8,8 @@ method's cell (model, dataset, ratio), its plain runs and the inconclusive rows 
 to that number; the sweeper skips every run already complete, so only the new seeds train. The method stays
 the launch command's own (`pruner=snip`, or `pruner=custom pruner.method=...`, which runs under its function's
 name): a battery launched for several methods at once narrows `pruner=` by hand. Rows needing fewer
-seeds get their own, cheaper set, so that one slow row does not multiply the others' runs.
+seeds get their own, cheaper set, so that one slow row does not multiply the others' runs; cells needing the
+same runs share one (`merged`), so a paper-scale battery of six cells reads as a few lines, not dozens.
 """
 
 from __future__ import annotations
