@@ -390,6 +390,7 @@ def test_tables_and_verdicts_are_logged_to_the_sweeps_wandb_group_offline(tmp_pa
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     write_battery(tmp_path / "outputs")
+    write_battery(tmp_path / "outputs", at_ratio=0.98, shift=-5.0)  # a second cell: an overview to log
     code = tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),
                         "--out", str(tmp_path / "tables"), "--format", "csv", "--figures", "--wandb", "offline"])
     printed = capsys.readouterr().out
@@ -401,9 +402,18 @@ def test_tables_and_verdicts_are_logged_to_the_sweeps_wandb_group_offline(tmp_pa
     assert logged["sanity_battery_verdicts"]["_type"] == "table-file"
     assert logged["sanity_battery"]["_type"] == "table-file"
     assert logged["figures/sanity_battery_verdicts"]["_type"] == "image-file"
-    table_file = run_file.parent / "files" / logged["sanity_battery_verdicts"]["path"]
-    table = json.loads(table_file.read_text())
-    assert "reading" in table["columns"] and len(table["data"]) == 5
+    def logged_table(key: str) -> dict:
+        return json.loads((run_file.parent / "files" / logged[key]["path"]).read_text())
+
+    table = logged_table("sanity_battery_verdicts")
+    assert "reading" in table["columns"] and len(table["data"]) == 2 * 5
+    glance = logged_table("sanity_battery_verdicts_overview")  # comparison x cell
+    assert glance["columns"][0] == "comparison" and len(glance["columns"]) == 1 + 2 and len(glance["data"]) == 5
+    # the two cells need the same runs (random tickets to 7 seeds, random labels to 9): one row each, joined
+    follow = logged_table("sanity_battery_follow_ups")
+    rows = [dict(zip(follow["columns"], row, strict=True)) for row in follow["data"]]
+    assert [(r["ratios"], r["decides"], r["seeds_a_side"], r["new_runs"]) for r in rows] == [
+        ("0.9,0.98", "plain vs random tickets", 7, 16), ("0.9,0.98", "random labels", 9, 16)]
 
     monkeypatch.setenv("WANDB_MODE", "disabled")  # WANDB_MODE=disabled wins over the flag
     code = tables.main([str(tmp_path / "outputs"), "--sweep", "sanity_battery", "--sweeps-dir", str(SWEEPS),

@@ -33,12 +33,14 @@ import pandas as pd
 from jackpot.tables.battery import battery_spec, is_battery, report_battery
 from jackpot.tables.cost import sweep_cost
 from jackpot.tables.figures import plot_accuracy_vs_ratio, plot_layer_densities
+from jackpot.tables.follow_up import battery_follow_ups, follow_ups_frame
 from jackpot.tables.layout import make_layout
 from jackpot.tables.loading import Loaded, load_sources
 from jackpot.tables.render import render_rich, to_csv, to_latex, to_markdown
 from jackpot.tables.specs import SweepSpec, default_sweeps_dir, load_sweep_specs, specs_from_multirun_files
 from jackpot.tables.summary import summarize
 from jackpot.tables.unfinished import describe_unfinished, find_unfinished
+from jackpot.tables.verdict_overview import overview
 from jackpot.tables.verdicts import CORRECTIONS, MARGIN
 from jackpot.tables.wandb_log import FROM_ENV, MODES, log_tables, resolve_mode
 
@@ -198,6 +200,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def battery_frames(name: str, verdicts: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A battery's tables for wandb: its verdicts, their overview (several cells) and its follow-ups."""
+    frames = {f"{name}_verdicts": verdicts}
+    if (glance := overview(verdicts)) is not None:
+        frames[f"{name}_verdicts_overview"] = glance.rename_axis("comparison").reset_index()
+    if steps := battery_follow_ups(verdicts):
+        frames[f"{name}_follow_ups"] = follow_ups_frame(steps)
+    return frames
+
+
 def _margin(text: str) -> float | None:
     """--margin as a positive, finite number of accuracy points; None when it is not one."""
     try:
@@ -215,7 +227,7 @@ def _log_to_wandb(console: Any, args: argparse.Namespace, summaries: Mapping[str
         console.print("[yellow]--wandb: WANDB_MODE=disabled, nothing logged[/yellow]")
         return
     for name, summary in summaries.items():
-        frames = {name: summary, **({f"{name}_verdicts": verdicts[name]} if name in verdicts else {})}
+        frames = {name: summary, **(battery_frames(name, verdicts[name]) if name in verdicts else {})}
         figures = sorted(figures_dir.glob(f"{name}_*.png")) if figures_dir is not None else []
         where = log_tables(name, frames, figures, mode, args.wandb_project, args.wandb_entity, figures_dir)
         console.print(f"wandb ({mode}): {', '.join(frames)} and {len(figures)} figure(s) logged to group {name}: "

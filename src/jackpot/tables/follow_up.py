@@ -123,3 +123,18 @@ def _seed_override(seeds: list[int]) -> str:
     if seeds == list(range(len(seeds))):
         return f"'seed=range(0,{len(seeds)})'"
     return f"seed={','.join(map(str, seeds))}"
+
+
+def battery_follow_ups(verdicts: pd.DataFrame) -> list[FollowUp]:
+    """Every method cell's follow-ups in a battery's verdict frame, cells needing the same runs joined."""
+    cells = verdicts.groupby(["model", "dataset", "method", "ratio"], sort=False)
+    return merged([step for _, group in cells for step in follow_ups(group)])
+
+
+def follow_ups_frame(steps: Sequence[FollowUp]) -> pd.DataFrame:
+    """The follow-ups as a table (logged to wandb beside the verdicts): one row per set of overrides."""
+    return pd.DataFrame([{"method": s.method, "models": ",".join(s.models), "datasets": ",".join(s.datasets),
+                          "ratios": ",".join(f"{r:g}" for r in s.ratios), "decides": ", ".join(s.rows),
+                          "seeds_a_side": s.seeds, "new_runs": s.new_runs, "overrides": s.overrides} for s in steps],
+                        columns=["method", "models", "datasets", "ratios", "decides", "seeds_a_side", "new_runs",
+                                 "overrides"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from jackpot.tables.follow_up import FollowUp, follow_ups, merged
+from jackpot.tables.follow_up import FollowUp, battery_follow_ups
 from jackpot.tables.labels import CHECK_LABELS, DATASET_LABELS, MODEL_LABELS, PRUNER_LABELS
 from jackpot.tables.readings import seeds_needed
 from jackpot.tables.verdicts import ALPHA, MARGIN
@@ -94,7 +94,6 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]],
     inconclusive rows, cells needing the same runs joined (priced at `seconds_per_run`, the battery's own device
     time per run, when known); then the checks each method has no runs of."""
     lines: list[str] = []
-    steps: list[FollowUp] = []
     for _, group in verdicts.groupby(["model", "dataset", "method", "ratio"], sort=False):
         checks = group[group["comparison"] == "check"]
         decided = checks[~checks["outcome"].isin(["unknown", "inconclusive"])]
@@ -121,8 +120,7 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]],
                        f"{'s' * (rec['margin'] != 1)} or more{helps}: it fails the sanity checks, as the paper's "
                        f"initial tickets do")
         lines.append(f"{ticket_label(rec)}: {verdict}")
-        steps += follow_ups(group)
-    for step in merged(steps):
+    for step in battery_follow_ups(verdicts):
         price = "" if seconds_per_run is None else f", about {_duration(step.new_runs * seconds_per_run)}"
         lines.append(f"{_cells_label(step)}: to decide {', '.join(step.rows)} ({step.seeds} seeds a side, "
                      f"{step.new_runs} new runs{price}), add to the battery's launch command: {step.overrides}")
