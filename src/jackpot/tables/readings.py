@@ -40,7 +40,7 @@ CHECK_READINGS: dict[str, tuple[str, str, str]] = {
 
 def check_reading(check: str, outcome: Outcome, method: str, **inconclusive: float | int | str | None) -> str:
     """The one-line reading of `check`'s effect on `method` (the check against the plain method); an
-    inconclusive outcome's reading takes `bound`, `margin` and `seeds` (see `inconclusive_reading`)."""
+    inconclusive outcome's reading takes `bound`, `margin`, `seeds` and `level` (see `inconclusive_reading`)."""
     label = check.replace("_", " ")
     what, no_effect, hurts = CHECK_READINGS.get(check, ("what the check changes", f"{label} does not hurt",
                                                         f"{label} hurts: {{method}} uses what it changes"))
