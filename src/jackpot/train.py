@@ -209,10 +209,10 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
     recipe = dataclasses.replace(ticket_recipe(cfg, ratio=round_ratio(float(cfg.ratio), rounds)),
                                  mask_check=None, weight_check=None)
     for index in range(1, rounds):
-        spec = imp_round_spec(cfg, index)
+        spec, stage = imp_round_spec(cfg, index), imp_round_stage(index, rounds)
         previous, source = masks, current
 
-        def train_round(work: Path, previous=previous, source=source, recipe=recipe, index=index):
+        def train_round(work: Path, previous=previous, source=source, recipe=recipe, stage=stage):
             model = make_model(cfg, num_classes, int(cfg.seed))
             ckpt_dir = work / "checkpoints"
             resume_from = _last_checkpoint(ckpt_dir)
@@ -220,7 +220,6 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
                 net, recipe, init_state=trunk.init_state, trained_state=source.trained_state,
                 previous_masks=previous), resuming=resume_from is not None)
             module = make_module(cfg, model, make_schedule(cfg))
-            stage = imp_round_stage(index, rounds)
             callbacks = [pruning, EpochSeed(int(cfg.seed)), EpochLog(stage, cell_name(cfg))]
             if progress:
                 callbacks.append(ProgressFile(progress, stage))
@@ -232,7 +231,7 @@ def iterate_rounds(cfg: DictConfig, num_classes: int, trunk: Trunk, cache: Trunk
                                        "infinite); it is not cached, and the runs that need it cannot start")
             return trunk.init_state, module.model.state_dict(), pruning.masks.state_dict()
 
-        current = cache.obtain(spec, train_round, on_wait=_waiting_notice(progress, imp_round_stage(index, rounds)))
+        current = cache.obtain(spec, train_round, on_wait=_waiting_notice(progress, stage))
         masks = Masks(current.masks)
     return current, masks
 
