@@ -16,39 +16,47 @@ LEGEND = ("Δ accuracy (points) of each comparison: ↓ below zero, ↑ above (W
           "rules out the margin), ? cannot tell yet, · too few seeds")
 
 
+def _entries(verdicts: pd.DataFrame) -> tuple[list[str], dict[str, dict[str, tuple[str, str]]]]:
+    """The method cells, and {comparison: {cell: (`-1.2 ?`, its outcome)}}."""
+    records = verdicts.to_dict("records")
+    cells = list(dict.fromkeys(ticket_label(rec) for rec in records))
+    table: dict[str, dict[str, tuple[str, str]]] = {}
+    for rec in records:
+        diff = "–" if math.isnan(rec["diff"]) else f"{rec['diff']:+.1f}"
+        table.setdefault(comparison_label(rec), {})[ticket_label(rec)] = (
+            f"{diff} {SYMBOLS[rec['outcome']]}", rec["outcome"])
+    return cells, table
+
+
 def overview(verdicts: pd.DataFrame) -> pd.DataFrame | None:
     """Comparison × method cell: `-1.2 ?` entries (empty where a cell has no such comparison); None with fewer
     than two method cells, where the detailed table is already the overview."""
-    records = verdicts.to_dict("records")
-    cells = list(dict.fromkeys(ticket_label(rec) for rec in records))
+    cells, table = _entries(verdicts)
     if len(cells) < 2:
         return None
-    table: dict[str, dict[str, str]] = {}
-    for rec in records:
-        diff = "–" if math.isnan(rec["diff"]) else f"{rec['diff']:+.1f}"
-        table.setdefault(comparison_label(rec), dict.fromkeys(cells, ""))[ticket_label(rec)] = (
-            f"{diff} {SYMBOLS[rec['outcome']]}")
-    return pd.DataFrame.from_dict(table, orient="index", columns=cells)
+    texts = {comparison: {cell: entries.get(cell, ("", ""))[0] for cell in cells}
+             for comparison, entries in table.items()}
+    return pd.DataFrame.from_dict(texts, orient="index", columns=cells)
 
 
 def render_overview_rich(verdicts: pd.DataFrame, table_name: str, console: Any) -> None:
     """The overview in the terminal, each entry in its outcome's colour."""
-    frame = overview(verdicts)
-    if frame is None:
+    cells, entries = _entries(verdicts)
+    if len(cells) < 2:
         return
     from rich.table import Table
 
     table = Table(title=f"{table_name}: verdicts at a glance", caption=LEGEND)
     table.add_column("comparison", style="bold")
-    for cell in frame.columns:
+    for cell in cells:
         table.add_column(cell, justify="right")
-    outcome_of = {v: k for k, v in SYMBOLS.items()}
-    for comparison, entries in frame.iterrows():
+    for comparison, by_cell in entries.items():
         colored = []
-        for entry in entries:
-            color = COLORS[outcome_of[entry[-1]]] if entry else ""
-            colored.append(f"[{color}]{entry}[/{color}]" if color else entry)
-        table.add_row(str(comparison), *colored)
+        for cell in cells:
+            text, outcome = by_cell.get(cell, ("", ""))
+            color = COLORS.get(outcome, "")
+            colored.append(f"[{color}]{text}[/{color}]" if color else text)
+        table.add_row(comparison, *colored)
     console.print(table)
 
 

@@ -14,14 +14,14 @@ import pandas as pd
 from jackpot.tables.follow_up import FollowUp, battery_follow_ups
 from jackpot.tables.labels import CHECK_LABELS, DATASET_LABELS, MODEL_LABELS, PRUNER_LABELS
 from jackpot.tables.readings import seeds_needed
-from jackpot.tables.verdicts import ALPHA, MARGIN
+from jackpot.tables.verdicts import ALPHA, MARGIN, confidence
 
 
 def how(margin: float = MARGIN, corrected: bool = False) -> str:
     """The caption: what Δ, its test and interval are, and when "no effect" is read."""
     level = (f"p < {ALPHA:g} divided by the cell's number of tested comparisons (--correction bonferroni), and its "
              f"confidence interval at that level" if corrected else
-             f"p < {ALPHA:g}, and its {100 * (1 - ALPHA):g} % confidence interval (CI)")
+             f"p < {ALPHA:g}, and its {confidence(ALPHA)} confidence interval (CI)")
     return (f"Δ = accuracy − reference (percentage points) ± its standard error sqrt(s1²/n1 + s2²/n2); "
             f"two-sided Welch t-test, distinguishable from zero at {level}. Not distinguishable reads as no effect "
             f"only when the CI rules out {margin:g} point{'s' * (margin != 1)} or more (--margin) of a check's or "
@@ -101,9 +101,9 @@ def summary_lines(verdicts: pd.DataFrame, unrun: Mapping[str, list[str]],
         helps = f"; {len(helped)} help it ({', '.join(helped)})" if helped else ""
         undecided = ""
         if open_:
-            seeds = checks.loc[checks["outcome"] == "inconclusive", "seeds_to_decide"]
-            needs = [f"{name}: {seeds_needed(None if pd.isna(n) else int(n))}" for name, n in zip(open_, seeds,
-                                                                                                 strict=True)]
+            needs = [f"{CHECK_LABELS.get(r['check'], r['check'])}: "
+                     f"{seeds_needed(None if pd.isna(r['seeds_to_decide']) else int(r['seeds_to_decide']))}"
+                     for r in checks[checks["outcome"] == "inconclusive"].to_dict("records")]
             undecided = f"; {len(open_)} cannot tell yet ({', '.join(needs)})"
         rec = group.iloc[0].to_dict()
         if decided.empty and not open_:
